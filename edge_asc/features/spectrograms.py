@@ -1,0 +1,242 @@
+"""The five spectrograms, defined once, computed batch or streaming by the same code.
+
+:class:`FeatureStream` is the only implementation: push blocks of samples of any size and it
+returns, per requested spectrogram, the frames that became complete. :func:`compute` is the
+batch form, and is nothing but one push of the whole signal, so the two cannot drift apart.
+
+Frame ``t`` of every spectrogram is centred on sample ``t * hop_length``, with the signal
+taken as zeros before its first sample (librosa's ``center=True`` with constant padding,
+but only ever at the start: a frame is produced once all the samples it needs have
+arrived, never by padding the end). Each spectrogram therefore has a *lookahead*: how many
+samples past a frame's centre must arrive before that frame is complete.
+
+When several STFT-based spectrograms are requested together, each STFT frame is computed
+once and feeds all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from edge_asc.features import filterbanks
+from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig
+from edge_asc.features.cqt import CQTStream, cqt_plan
+from edge_asc.features.framing import FrameBuffer
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """When a spectrogram's frames become available.
+
+    Attributes
+    ----------
+    lookahead : int
+        Samples past frame ``t``'s centre (``t * hop``) that must have arrived before the
+        frame is complete: frame ``t`` is out once ``t * hop + lookahead`` samples are in.
+    context : int
+        Input samples one frame depends on.
+    hop : int
+        Samples between frames.
+    """
+
+    lookahead: int
+    context: int
+    hop: int
+
+    def frames_for(self, n_samples: int) -> int:
+        """How many frames ``n_samples`` of audio yield."""
+        if n_samples < self.lookahead:
+            return 0
+        return (n_samples - self.lookahead) // self.hop + 1
+
+
+def parse_kinds(kinds: str | Iterable[str]) -> tuple[str, ...]:
+    """Validate spectrogram names (``"cqt,logmel"``, ``"all"`` or a list), keeping order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, with the valid ones in the message.
+    """
+    names = [k.strip() for k in kinds.split(",")] if isinstance(kinds, str) else list(kinds)
+    if names == ["all"]:
+        return KINDS
+    unknown = [k for k in names if k not in KINDS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown spectrogram {', '.join(map(repr, unknown)) or '(none)'}; "
+            f"choose from {', '.join(KINDS)} or 'all'"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def timing(kind: str, config: FeatureConfig) -> FrameTiming:
+    """The :class:`FrameTiming` of spectrogram ``kind`` under ``config``."""
+    (kind,) = parse_kinds([kind])
+    hop = config.hop_length
+    if kind == "cqt":
+        plan = cqt_plan(config)
+        return FrameTiming(lookahead=plan.lookahead, context=plan.context, hop=hop)
+    lookahead, context = config.n_fft // 2, config.n_fft
+    if kind == "mfcc":  # the delta of frame t needs frame t + 1 (paper eq. 9)
+        lookahead, context = lookahead + hop, context + 2 * hop
+    return FrameTiming(lookahead=lookahead, context=context, hop=hop)
+
+
+def power_to_db(power: np.ndarray, amin: float) -> np.ndarray:
+    """``10 log10(max(power, amin))``: the log compression every spectrogram ends with."""
+    return 10.0 * np.log10(np.maximum(power, amin))
+
+
+class _STFTFrames:
+    """The shared STFT: Hamming-windowed frames of ``n_fft`` samples, as power spectra."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        import scipy.signal
+
+        window = scipy.signal.get_window("hamming", config.win_length, fftbins=True)
+        offset = (config.n_fft - config.win_length) // 2
+        self._window = np.zeros(config.n_fft)
+        self._window[offset : offset + config.win_length] = window
+        self._frames = FrameBuffer(config.n_fft, config.hop_length, start=-(config.n_fft // 2))
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Power spectra ``(k, n_fft // 2 + 1)`` of the frames completed by ``samples``."""
+        frames = self._frames.push(samples)
+        spectrum = np.fft.rfft(frames * self._window, axis=1)
+        return spectrum.real**2 + spectrum.imag**2
+
+
+class _Deltas:
+    """Stacks cepstra with their deltas, delta[t] = (c[t+1] - c[t-1]) / 2 (paper eq. 9).
+
+    Frame t is emitted once frame t + 1 exists; before the first frame the first is
+    repeated, so delta[0] = (c[1] - c[0]) / 2.
+    """
+
+    def __init__(self) -> None:
+        self._history: np.ndarray | None = None  # the last two cepstra not yet centred
+
+    def push(self, cepstra: np.ndarray) -> np.ndarray:
+        if cepstra.shape[1] == 0:
+            return np.empty((2 * cepstra.shape[0], 0))
+        if self._history is None:
+            self._history = cepstra[:, :1]
+        joined = np.concatenate([self._history, cepstra], axis=1)
+        self._history = joined[:, -2:]
+        centre = joined[:, 1:-1]
+        delta = (joined[:, 2:] - joined[:, :-2]) / 2.0
+        return np.vstack([centre, delta])
+
+
+class FeatureStream:
+    """Incremental front-end for one or more spectrograms of one configuration.
+
+    Parameters
+    ----------
+    kinds : str or sequence of str
+        Spectrograms to compute (``"stft"``, ``"logmel"``, ``"mfcc"``, ``"cqt"``,
+        ``"gam"``, a comma-separated list, or ``"all"``).
+    config : FeatureConfig, optional
+        Settings; the paper's defaults when omitted.
+
+    Examples
+    --------
+    >>> stream = FeatureStream("logmel,cqt")
+    >>> for block in blocks:                       # doctest: +SKIP
+    ...     new = stream.push(block)               # {"logmel": (128, k1), "cqt": (128, k2)}
+    """
+
+    def __init__(
+        self, kinds: str | Sequence[str] = KINDS, config: FeatureConfig | None = None
+    ) -> None:
+        self.kinds = parse_kinds(kinds)
+        self.config = config or FeatureConfig()
+        cfg = self.config
+        wanted = set(self.kinds)
+        self._stft = _STFTFrames(cfg) if wanted & STFT_KINDS else None
+        self._linear = filterbanks.linear_bands(cfg) if "stft" in wanted else None
+        self._mel = filterbanks.mel_bank(cfg) if wanted & {"logmel", "mfcc"} else None
+        self._deltas = _Deltas() if "mfcc" in wanted else None
+        self._gammatone = filterbanks.gammatone_bank(cfg) if "gam" in wanted else None
+        self._cqt = CQTStream(cfg) if "cqt" in wanted else None
+        self.samples_in = 0
+
+    def _cepstra(self, logmel: np.ndarray) -> np.ndarray:
+        """First ``n_mfcc`` orthonormal DCT-II coefficients of each log-Mel frame (eq. 8).
+
+        A per-column FFT-based DCT rather than a matrix product: each frame's cepstrum is
+        then bit-identical however many frames arrive together.
+        """
+        return scipy.fft.dct(logmel, type=2, norm="ortho", axis=0)[: self.config.n_mfcc]
+
+    @property
+    def timings(self) -> dict[str, FrameTiming]:
+        """Lookahead and context of each requested spectrogram."""
+        return {kind: timing(kind, self.config) for kind in self.kinds}
+
+    def push(self, samples: np.ndarray) -> dict[str, np.ndarray]:
+        """Feed a block of mono samples at ``config.sample_rate``.
+
+        Parameters
+        ----------
+        samples : numpy.ndarray
+            1-D block of any length (zero included).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            For each requested spectrogram, a ``(n_bins, k)`` float32 array of the ``k``
+            frames completed by this block (``k`` may be 0), in request order.
+        """
+        x = np.asarray(samples, dtype=np.float64)
+        if x.ndim != 1:
+            raise ValueError(f"expected a 1-D block of mono samples, got shape {x.shape}")
+        self.samples_in += x.size
+        amin = self.config.amin
+        out: dict[str, np.ndarray] = {}
+        if self._stft is not None:
+            power = self._stft.push(x).T  # (n_fft // 2 + 1, k)
+            if self._linear is not None:
+                out["stft"] = power_to_db(self._linear @ power, amin)
+            if self._mel is not None:
+                logmel = power_to_db(self._mel @ power, amin)
+                out["logmel"] = logmel
+                if self._deltas is not None:
+                    out["mfcc"] = self._deltas.push(self._cepstra(logmel))
+            if self._gammatone is not None:
+                out["gam"] = power_to_db((self._gammatone @ np.sqrt(power)) ** 2, amin)
+        if self._cqt is not None:
+            out["cqt"] = power_to_db(self._cqt.push(x) ** 2, amin)
+        return {kind: out[kind].astype(np.float32) for kind in self.kinds}
+
+
+def compute_many(
+    signal: np.ndarray, kinds: str | Sequence[str], config: FeatureConfig | None = None
+) -> dict[str, np.ndarray]:
+    """Batch form: every requested spectrogram of a whole signal (one push of it all)."""
+    return FeatureStream(kinds, config).push(signal)
+
+
+def compute(signal: np.ndarray, kind: str, config: FeatureConfig | None = None) -> np.ndarray:
+    """Batch form of one spectrogram.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        1-D mono samples at ``config.sample_rate``.
+    kind : str
+        ``"stft"``, ``"logmel"``, ``"mfcc"``, ``"cqt"`` or ``"gam"``.
+    config : FeatureConfig, optional
+        Settings; the paper's defaults when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_bins, T)`` float32, ``T = timing(kind, config).frames_for(len(signal))``.
+    """
+    return compute_many(signal, [kind], config)[kind]

@@ -1,0 +1,54 @@
+"""Shared fixtures: where the real recordings live, and a few real clips.
+
+The real audio sits in ``../shared/data`` beside the repository (CI always has it).
+Tests that need it skip with a clear reason when it is absent; set
+``EDGE_ASC_SHARED_DATA`` to point elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("EDGE_ASC_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real recordings, or skip the test when it is absent."""
+    root = _shared_data_dir()
+    if not (root / "esc10" / "manifest.csv").is_file():
+        pytest.skip(f"real recordings not found at {root} (set EDGE_ASC_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def esc10_rows(shared_data: Path) -> list[dict[str, str]]:
+    """ESC-10 manifest rows (filename, label, fold, ...)."""
+    with open(shared_data / "esc10" / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def real_clip_path(shared_data: Path, esc10_rows: list[dict[str, str]]) -> Path:
+    """One real 5 s ESC-10 clip (22.05 kHz mono FLAC) with broadband content."""
+    row = next(r for r in esc10_rows if r["label"] == "chainsaw")
+    return shared_data / "esc10" / row["filename"]
+
+
+@pytest.fixture(scope="session")
+def real_clip(real_clip_path: Path) -> tuple[np.ndarray, int]:
+    """The samples of ``real_clip_path`` as float64, with their sample rate."""
+    import soundfile as sf
+
+    data, sr = sf.read(real_clip_path, dtype="float64", always_2d=False)
+    return data, sr

@@ -1,0 +1,179 @@
+"""The ``edge-asc`` command line: one typer app, one thin command per task.
+
+Commands parse arguments, call the library and turn the library's user-facing errors into one
+line on stderr with exit code 2. Heavy imports (TensorFlow, matplotlib) happen inside the
+commands that need them, so ``edge-asc --help`` and the device commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import numpy as np
+import typer
+
+from edge_asc import __version__
+from edge_asc.audio import AudioError, iter_audio_blocks, load_audio
+from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, FeatureStream, parse_kinds
+from edge_asc.files import atomic_output
+
+app = typer.Typer(
+    name="edge-asc",
+    help="Acoustic scene classification at the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_USAGE = 2
+"""Exit code for bad input: missing or corrupt audio, bad options, unusable bundles."""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line, never a traceback."""
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``edge-asc: error: <message>`` on stderr and exit with code 2."""
+    line = " ".join(str(message).split())
+    typer.echo(f"edge-asc: error: {line}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, AudioError, FeatureConfigError)
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Turn the library's user-facing exceptions into :func:`fail`."""
+    try:
+        yield
+    except (*USER_ERRORS, *extra) as exc:
+        fail(str(exc))
+    except OSError as exc:  # disk full, permission denied, missing output folder
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        fail(f"{where}{exc.strerror or exc}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edge-asc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Acoustic scene classification at the edge."""
+
+
+def _feature_config(preset: str, sample_rate: int | None) -> FeatureConfig:
+    presets: dict[str, Callable[[], FeatureConfig]] = {
+        "default": FeatureConfig,
+        "paper": FeatureConfig.paper,
+    }
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
+    config = presets[preset]()
+    if sample_rate is not None:
+        config = FeatureConfig.from_dict({**config.to_dict(), "sample_rate": sample_rate})
+    return config
+
+
+def _stream_features(
+    audio: Path, kinds: tuple[str, ...], config: FeatureConfig, block: int
+) -> dict[str, np.ndarray]:
+    """Compute through :class:`FeatureStream` in blocks of exactly ``block`` samples."""
+    stream = FeatureStream(kinds, config)
+    parts: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+    pending = np.zeros(0, dtype=np.float32)
+    for chunk in iter_audio_blocks(audio, config.sample_rate):
+        pending = np.concatenate([pending, chunk])
+        n_full = pending.size // block * block
+        for start in range(0, n_full, block):
+            for kind, frames in stream.push(pending[start : start + block]).items():
+                parts[kind].append(frames)
+        pending = pending[n_full:]
+    for kind, frames in stream.push(pending).items():
+        parts[kind].append(frames)
+    return {kind: np.concatenate(parts[kind], axis=1) for kind in kinds}
+
+
+@app.command()
+def features(
+    audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG, ...).")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind", "-k", help=f"Spectrogram(s): {', '.join(KINDS)}, a comma list, or 'all'."
+        ),
+    ] = "logmel",
+    stream_block: Annotated[
+        int | None,
+        typer.Option(help="Compute through the streaming form in blocks of N samples.", min=1),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the (128, T) float32 array: .npy (one kind) or .npz (any)."),
+    ] = None,
+    png: Annotated[Path | None, typer.Option(help="Draw the spectrogram(s) to this PNG.")] = None,
+    preset: Annotated[str, typer.Option(help="Feature settings: 'default' or 'paper'.")] = (
+        "default"
+    ),
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Analysis sample rate in Hz (default 44100).")
+    ] = None,
+) -> None:
+    """Compute spectrograms of an audio file (downmixed and resampled to the analysis rate)."""
+    with user_errors():
+        try:
+            kinds = parse_kinds(kind)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        config = _feature_config(preset, sample_rate)
+        if out is not None and out.suffix not in (".npy", ".npz"):
+            raise UserError(f"--out must end in .npy or .npz, got {out.name!r}")
+        if out is not None and out.suffix == ".npy" and len(kinds) > 1:
+            raise UserError("several spectrograms need an .npz --out (one array per kind)")
+        if stream_block is None:
+            signal = load_audio(audio, config.sample_rate)
+            specs = FeatureStream(kinds, config).push(signal)
+        else:
+            specs = _stream_features(audio, kinds, config, stream_block)
+        for name, spec in specs.items():
+            seconds = spec.shape[1] * config.hop_length / config.sample_rate
+            low, high = (float(spec.min()), float(spec.max())) if spec.size else (0.0, 0.0)
+            typer.echo(
+                f"{name:7s} {spec.shape[0]}x{spec.shape[1]} float32  "
+                f"({seconds:.2f} s of frames, {low:.1f} .. {high:.1f})"
+            )
+        if out is not None:
+            with atomic_output(out) as tmp:
+                if out.suffix == ".npy":
+                    np.save(tmp, specs[kinds[0]])
+                else:
+                    np.savez(tmp, **specs)
+            typer.echo(f"wrote {out}")
+        if png is not None:
+            from edge_asc.plotting import plot_spectrograms
+
+            plot_spectrograms(png, specs, config, title=audio.name)
+            typer.echo(f"wrote {png}")
+
+
+def main() -> None:
+    """Entry point of the ``edge-asc`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

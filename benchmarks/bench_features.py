@@ -1,0 +1,193 @@
+"""Benchmark the spectrogram front-end on one thread, on 60 s of real audio.
+
+For each spectrogram it prints, all measured in this one run:
+
+* streaming cost: CPU seconds per second of audio, pushing 1024-sample blocks (a typical
+  microphone callback) through :class:`~edge_asc.features.FeatureStream`;
+* incremental update: the CPU cost of one new hop (256 samples) in a warm stream, against
+  recomputing the whole 3 s window with librosa, as a ratio;
+* the largest difference between the streamed and the batch spectrogram.
+
+The last line sums it up. Run it by hand (it is not a test)::
+
+    python benchmarks/bench_features.py [--seconds 60] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # one thread, set before numpy loads its BLAS
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from edge_asc.audio import load_audio  # noqa: E402
+from edge_asc.features import (  # noqa: E402
+    KINDS,
+    FeatureConfig,
+    FeatureStream,
+    compute_many,
+    filterbanks,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK = 1024
+WINDOW_S = 3.0
+
+
+def real_audio(data_dir: Path, seconds: float, sample_rate: int) -> np.ndarray:
+    """Concatenate ESC-10 clips (one class after another) until ``seconds`` are reached."""
+    with open(data_dir / "esc10" / "manifest.csv", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: (r["fold"], r["label"], r["filename"]))
+    by_label: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], []).append(row)
+    order = [r for group in zip(*by_label.values(), strict=False) for r in group]
+    parts, total = [], 0
+    for row in order:
+        clip = load_audio(data_dir / "esc10" / row["filename"], sample_rate)
+        parts.append(clip)
+        total += clip.size
+        if total >= seconds * sample_rate:
+            break
+    return np.concatenate(parts)[: int(seconds * sample_rate)]
+
+
+def cpu_seconds(fn: Callable[[], object], repeat: int = 1) -> float:
+    """Mean CPU (process) time of ``fn()`` over ``repeat`` calls."""
+    start = time.process_time()
+    for _ in range(repeat):
+        fn()
+    return (time.process_time() - start) / repeat
+
+
+def librosa_window(kind: str, window: np.ndarray, config: FeatureConfig) -> Callable[[], object]:
+    """Recompute ``kind`` over a whole window with librosa (the non-incremental way)."""
+    import librosa
+
+    sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
+
+    def power() -> np.ndarray:
+        spec = librosa.stft(
+            window,
+            n_fft=n_fft,
+            hop_length=hop,
+            win_length=config.win_length,
+            window="hamming",
+            center=True,
+        )
+        return np.abs(spec) ** 2
+
+    linear = filterbanks.linear_bands(config)
+    gamma = filterbanks.gammatone_bank(config)
+
+    def stft() -> object:
+        return librosa.power_to_db(linear @ power(), amin=config.amin, top_db=None)
+
+    def logmel() -> object:
+        mel = librosa.feature.melspectrogram(
+            S=power(),
+            sr=sr,
+            n_mels=config.n_bins,
+            fmin=config.fmin,
+            fmax=config.band_fmax,
+            htk=True,
+            norm="slaney",
+        )
+        return librosa.power_to_db(mel, amin=config.amin, top_db=None)
+
+    def mfcc() -> object:
+        cepstra = librosa.feature.mfcc(S=logmel(), n_mfcc=config.n_mfcc)
+        return np.vstack([cepstra, librosa.feature.delta(cepstra, width=3, mode="nearest")])
+
+    def gam() -> object:
+        return librosa.amplitude_to_db(gamma @ np.sqrt(power()), amin=config.amin, top_db=None)
+
+    def cqt() -> object:
+        spec = librosa.cqt(
+            window,
+            sr=sr,
+            hop_length=hop,
+            fmin=config.cqt_fmin,
+            n_bins=config.n_bins,
+            bins_per_octave=config.bins_per_octave,
+            window="hamming",
+        )
+        return librosa.amplitude_to_db(np.abs(spec), amin=config.amin, top_db=None)
+
+    return {"stft": stft, "logmel": logmel, "mfcc": mfcc, "gam": gam, "cqt": cqt}[kind]
+
+
+def stream_all(kinds: str | tuple[str, ...], signal: np.ndarray, config: FeatureConfig):
+    """Push ``signal`` in BLOCK-sample blocks; return (CPU s, streamed spectrograms)."""
+    stream = FeatureStream(kinds, config)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in stream.kinds}
+    start = time.process_time()
+    for i in range(0, signal.size, BLOCK):
+        for kind, frames in stream.push(signal[i : i + BLOCK]).items():
+            parts[kind].append(frames)
+    elapsed = time.process_time() - start
+    return elapsed, {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+
+
+def one_hop_cost(kind: str, signal: np.ndarray, config: FeatureConfig, hops: int = 800) -> float:
+    """Mean CPU cost of one new hop in a stream already warmed with 3 s of audio."""
+    stream = FeatureStream(kind, config)
+    warm = int(WINDOW_S * config.sample_rate)
+    stream.push(signal[:warm])
+    hop = config.hop_length
+    tail = signal[warm : warm + hops * hop]
+    start = time.process_time()
+    for i in range(hops):
+        stream.push(tail[i * hop : (i + 1) * hop])
+    return (time.process_time() - start) / hops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args()
+    config = FeatureConfig()
+    signal = real_audio(args.data, args.seconds, config.sample_rate)
+    seconds = signal.size / config.sample_rate
+    window = signal[: int(WINDOW_S * config.sample_rate)]
+    print(
+        f"{seconds:.1f} s of real ESC-10 audio at {config.sample_rate} Hz, one thread, "
+        f"{BLOCK}-sample blocks, hop {config.hop_length}"
+    )
+    print(
+        f"{'kind':7s} {'stream CPU-s/s':>15s} {'1 hop (ms)':>11s} {'librosa 3 s (ms)':>17s}"
+        f" {'ratio':>7s} {'max |stream-batch| dB':>22s}"
+    )
+    ratios = {}
+    for kind in KINDS:
+        cost, streamed = stream_all(kind, signal, config)
+        batch = compute_many(signal, kind, config)[kind]
+        error = float(np.max(np.abs(streamed[kind] - batch)))
+        hop_cost = one_hop_cost(kind, signal, config)
+        recompute = librosa_window(kind, window, config)
+        recompute()  # warm librosa's caches (filter banks, FFT plans)
+        full_cost = cpu_seconds(recompute, repeat=5)
+        ratios[kind] = full_cost / hop_cost
+        print(
+            f"{kind:7s} {cost / seconds:15.4f} {hop_cost * 1e3:11.3f} {full_cost * 1e3:17.1f}"
+            f" {ratios[kind]:6.0f}x {error:22.2e}"
+        )
+    combined, _ = stream_all(KINDS, signal, config)
+    worst = min(ratios, key=ratios.get)
+    print(
+        f"summary: worst incremental ratio {ratios[worst]:.0f}x ({worst}); all five together "
+        f"{combined / seconds:.4f} CPU-s per s of audio on one thread (shared STFT)"
+    )
+
+
+if __name__ == "__main__":
+    main()

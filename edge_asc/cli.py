@@ -7,6 +7,8 @@ commands that need them, so ``edge-asc --help`` and the device commands start fa
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,7 +87,7 @@ def _feature_config(preset: str, sample_rate: int | None) -> FeatureConfig:
         raise UserError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
     config = presets[preset]()
     if sample_rate is not None:
-        config = FeatureConfig.from_dict({**config.to_dict(), "sample_rate": sample_rate})
+        config = dataclasses.replace(config, sample_rate=sample_rate)
     return config
 
 
@@ -168,6 +170,119 @@ def features(
 
             plot_spectrograms(png, specs, config, title=audio.name)
             typer.echo(f"wrote {png}")
+
+
+def _training_side():
+    """Import the training side, or explain in one line how to install it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        fail("training needs TensorFlow: pip install 'edge-asc[train]'")
+    from edge_asc.train import run
+
+    return run
+
+
+DATASET_NAMES = (
+    "dcase2016, dcase2017, dcase2018-1a, dcase2018-1b, tau2020, litis, esc50, folder, csv"
+)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help=f"Dataset layout: {DATASET_NAMES}.")],
+    root: Annotated[Path, typer.Option(help="Dataset folder (for csv: the manifest).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (or resume).")],
+    features: Annotated[
+        str, typer.Option(help="Spectrograms, one model each: comma list or 'all'.")
+    ] = "logmel,cqt",
+    model: Annotated[str, typer.Option(help="cdnn, crnn or joint (the paper's).")] = "joint",
+    width: Annotated[float, typer.Option(help="Width multiplier (1.0 = the paper).")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 100,
+    fold: Annotated[
+        int, typer.Option(help="Official fold to validate on; 0 trains on every clip.")
+    ] = 1,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 50,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    l2: Annotated[float, typer.Option(help="L2 regularisation of the kernels.")] = 1e-4,
+    mixup_alpha: Annotated[float, typer.Option(help="Beta(a, a) for mixup; 0 = off.")] = 0.4,
+    oversample: Annotated[
+        bool, typer.Option(help="Randomly oversample the smaller classes.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Analysis sample rate in Hz (default 44100).")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Feature settings: default or paper.")] = "default",
+    mixed_precision: Annotated[str, typer.Option(help="auto (on with a GPU), on or off.")] = "auto",
+    strategy: Annotated[
+        str, typer.Option(help="tf.distribute: auto, default, mirrored or multiworker.")
+    ] = "auto",
+    cache: Annotated[
+        Path | None, typer.Option(help="Spectrogram cache folder (default ~/.cache/edge-asc).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes for feature extraction.", min=1)
+    ] = None,
+    esc10: Annotated[bool, typer.Option(help="esc50 only: keep the ESC-10 subset.")] = False,
+) -> None:
+    """Train the paper's models, one per spectrogram, then evaluate and fuse them."""
+    run = _training_side()
+    from edge_asc.train.cache import CacheError
+    from edge_asc.train.datasets import DatasetError
+    from edge_asc.train.training import TrainConfig
+
+    with user_errors(run.RunError, DatasetError, CacheError, ValueError):
+        kinds = parse_kinds(features)
+        config = TrainConfig(
+            model=model,
+            width=width,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            l2=l2,
+            mixup_alpha=mixup_alpha,
+            oversample=oversample,
+            seed=seed,
+            mixed_precision=mixed_precision,
+            strategy=strategy,
+        )
+        from edge_asc.train.models import MODELS
+
+        if model not in MODELS:
+            raise UserError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+        options = {"esc10": True} if esc10 else {}
+        run.train_run(
+            out,
+            dataset,
+            root,
+            kinds,
+            config,
+            features=_feature_config(preset, sample_rate),
+            fold=None if fold == 0 else fold,
+            cache_dir=cache,
+            workers=workers,
+            dataset_options=options,
+        )
+        typer.echo(f"run written to {out}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory from `edge-asc train`.")],
+    fusion: Annotated[str, typer.Option(help="Fusion rules: comma list of mean, prod, max.")] = (
+        "mean,prod,max"
+    ),
+    cache: Annotated[Path | None, typer.Option(help="Spectrogram cache folder.")] = None,
+) -> None:
+    """Evaluate a run on its validation clips: per spectrogram and fused, as the paper."""
+    run = _training_side()
+    from edge_asc.train.cache import CacheError
+
+    with user_errors(run.RunError, CacheError):
+        rules = [r.strip() for r in fusion.split(",") if r.strip()]
+        run.evaluate_run(run_dir, rules=rules, cache_dir=cache)
 
 
 def main() -> None:

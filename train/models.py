@@ -196,6 +196,7 @@ def _dense_head(
         activation="softmax",
         kernel_regularizer=_regularizer(l2),
         name=f"{prefix}_out",
+        dtype="float32",  # softmax and the loss stay float32 under mixed precision
     )(x)
 
 

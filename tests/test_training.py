@@ -58,7 +58,7 @@ def test_epoch_batches_are_deterministic_per_seed_and_epoch() -> None:
     first = list(epoch_batches(patches, 3, config, epoch=4))
     again = list(epoch_batches(patches, 3, config, epoch=4))
     other = list(epoch_batches(patches, 3, config, epoch=5))
-    assert [b[0].shape for b in first][0] == (5, 4, 4, 1)
+    assert first[0][0].shape == (5, 4, 4, 1)
     for (xa, ya), (xb, yb) in zip(first, again, strict=True):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -73,3 +73,189 @@ def test_train_config_validates_and_round_trips() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="strategy"):
         TrainConfig(strategy="tpu")
+
+
+# --- end to end on real recordings ----------------------------------------------------------
+
+tf = pytest.importorskip("tensorflow", reason="the training side needs the [train] extra")
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(esc10_rows, shared_data: Path, tmp_path_factory) -> Path:
+    """Three real ESC-10 classes, three clips of each in folds 1 and 2, as a CSV manifest."""
+    folder = tmp_path_factory.mktemp("tiny")
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "label", "fold"])
+        for label in ("rain", "dog", "chainsaw"):
+            for fold in ("1", "2"):
+                rows = [r for r in esc10_rows if r["label"] == label and r["fold"] == fold][:3]
+                for row in rows:
+                    writer.writerow([shared_data / "esc10" / row["filename"], label, fold])
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_manifest: Path, tmp_path_factory) -> Path:
+    from typer.testing import CliRunner
+
+    from edge_asc.cli import app
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    args = [
+        "train",
+        "--dataset",
+        "csv",
+        "--root",
+        str(tiny_manifest),
+        "--out",
+        str(out),
+        "--features",
+        "logmel,cqt",
+        "--width",
+        "0.0625",
+        "--epochs",
+        "2",
+        "--sample-rate",
+        "22050",
+        "--cache",
+        str(out.parent / "cache"),
+        "--workers",
+        "1",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "cqt+logmel/prod" in result.output  # the paper-shaped table was printed
+    return out
+
+
+def test_run_directory_holds_everything(tiny_run: Path) -> None:
+    spec = json.loads((tiny_run / "run.json").read_text())
+    assert spec["kinds"] == ["logmel", "cqt"] and spec["labels"] == ["chainsaw", "dog", "rain"]
+    assert spec["features"]["sample_rate"] == 22050
+    for kind in ("logmel", "cqt"):
+        assert (tiny_run / kind / "model.keras").is_file()
+        norm = json.loads((tiny_run / kind / "norm.json").read_text())
+        assert len(norm["mean"]) == 128
+        history = (tiny_run / kind / "history.csv").read_text().splitlines()
+        assert len(history) == 3  # header + 2 epochs
+        assert any((tiny_run / kind / "logs").rglob("*tfevents*"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    systems = metrics["systems"]
+    assert {"logmel", "cqt", "cqt+logmel/mean", "cqt+logmel/prod", "cqt+logmel/max"} <= set(systems)
+    assert metrics["n_clips"] == 9
+    for m in systems.values():
+        assert 0.0 <= m["accuracy"] <= 1.0 and np.isfinite(m["log_loss"])
+    assert (tiny_run / "confusion_logmel.png").read_bytes()[:4] == b"\x89PNG"
+    with np.load(tiny_run / "posteriors.npz") as post:
+        np.testing.assert_allclose(post["logmel"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_norm_stats_come_from_the_training_split_only(tiny_run: Path) -> None:
+    from edge_asc.features import FeatureConfig, NormStats
+    from edge_asc.train.cache import FeatureCache
+    from edge_asc.train.datasets import read_dataset
+
+    spec = json.loads((tiny_run / "run.json").read_text())
+    index = read_dataset("csv", spec["root"])
+    cache = FeatureCache(tiny_run.parent / "cache", FeatureConfig.from_dict(spec["features"]))
+    train_paths = [index.clips[i].path for i in index.split(1).train]
+    expected = NormStats.fit(cache.load("logmel", p) for p in train_paths)
+    stored = json.loads((tiny_run / "logmel" / "norm.json").read_text())
+    np.testing.assert_allclose(stored["mean"], expected.mean)
+    everything = NormStats.fit(cache.load("logmel", c.path) for c in index.clips)
+    assert not np.allclose(stored["mean"], everything.mean)
+
+
+def test_evaluate_command_reproduces_the_stored_metrics(tiny_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edge_asc.cli import app
+
+    before = json.loads((tiny_run / "metrics.json").read_text())["systems"]
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(tiny_run), "--fusion", "prod", "--cache", str(tiny_run.parent / "cache")],
+    )
+    assert result.exit_code == 0, result.output
+    after = json.loads((tiny_run / "metrics.json").read_text())["systems"]
+    assert "cqt+logmel/mean" not in after and "cqt+logmel/prod" in after
+    assert after["logmel"]["accuracy"] == before["logmel"]["accuracy"]
+
+
+def test_rerun_resumes_and_other_settings_are_refused(tiny_run: Path, tiny_manifest: Path):
+    from typer.testing import CliRunner
+
+    from edge_asc.cli import app
+
+    stamp = (tiny_run / "logmel" / "model.keras").stat().st_mtime_ns
+    base = [
+        "train",
+        "--dataset",
+        "csv",
+        "--root",
+        str(tiny_manifest),
+        "--out",
+        str(tiny_run),
+        "--features",
+        "logmel,cqt",
+        "--epochs",
+        "2",
+        "--sample-rate",
+        "22050",
+        "--cache",
+        str(tiny_run.parent / "cache"),
+        "--workers",
+        "1",
+    ]
+    result = CliRunner().invoke(app, [*base, "--width", "0.0625"])
+    assert result.exit_code == 0, result.output
+    assert (tiny_run / "logmel" / "model.keras").stat().st_mtime_ns == stamp  # kept, not redone
+    refused = CliRunner().invoke(app, [*base, "--width", "0.5"])
+    assert refused.exit_code == 2
+    assert "other settings" in refused.stderr and "Traceback" not in refused.output
+
+
+def test_bad_dataset_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edge_asc.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["train", "--dataset", "esc50", "--root", str(tmp_path), "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "esc50.csv" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+MIRRORED_SCRIPT = """
+import sys, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from edge_asc.train.training import PatchSet, TrainConfig, make_strategy, train_model
+strategy = make_strategy("mirrored")
+assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+rng = np.random.default_rng(0)
+patches = PatchSet(rng.standard_normal((12, 128, 128)).astype("float32"), np.arange(12) % 3,
+                   np.arange(12))
+config = TrainConfig(model="cdnn", width=0.0625, epochs=1, batch_size=6, strategy="mirrored")
+model = train_model(patches, patches, 3, config, sys.argv[1], verbose=0)
+print("replicas", strategy.num_replicas_in_sync, "outputs", model.output_shape[-1])
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "replicas 2 outputs 3" in done.stdout
+    assert (tmp_path / "m" / "model.keras").is_file()

@@ -285,6 +285,56 @@ def evaluate(
         run.evaluate_run(run_dir, rules=rules, cache_dir=cache)
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory from `edge-asc train`.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Bundle to write (default RUN_DIR/model-MODE.easc).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Spectrograms to include (default: all of the run's).")
+    ] = None,
+    quantize: Annotated[
+        str, typer.Option(help="float32, float16, dynamic or int8 (full integer).")
+    ] = "int8",
+    fusion: Annotated[str, typer.Option(help="Default fusion rule: mean, prod or max.")] = "prod",
+    measure: Annotated[
+        str, typer.Option(help="Modes to convert and measure for the table (comma list).")
+    ] = "float32,float16,dynamic,int8",
+    cache: Annotated[Path | None, typer.Option(help="Spectrogram cache folder.")] = None,
+) -> None:
+    """Convert a run's models into one quantized TFLite bundle and measure quantization."""
+    _training_side()
+    from edge_asc.bundle import BundleError
+    from edge_asc.export.convert import ConversionError
+    from edge_asc.export.exporter import ExportError, default_bundle_path, export_run
+    from edge_asc.train.cache import CacheError
+    from edge_asc.train.run import RunError
+
+    with user_errors(ExportError, ConversionError, BundleError, RunError, CacheError):
+        modes = [m.strip() for m in measure.split(",") if m.strip()]
+        export_run(
+            run_dir,
+            out or default_bundle_path(run_dir, quantize),
+            kinds=features,
+            quantize=quantize,
+            fusion=fusion,
+            measure=modes,
+            cache_dir=cache,
+        )
+
+
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="A model bundle (.easc).")],
+) -> None:
+    """Describe a model bundle: labels, spectrograms, sizes, cost and measured accuracy."""
+    from edge_asc.bundle import BundleError, format_info, load_bundle
+
+    with user_errors(BundleError):
+        typer.echo(format_info(load_bundle(model)))
+
+
 def main() -> None:
     """Entry point of the ``edge-asc`` console script."""
     app()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -78,56 +77,6 @@ def test_train_config_validates_and_round_trips() -> None:
 # --- end to end on real recordings ----------------------------------------------------------
 
 tf = pytest.importorskip("tensorflow", reason="the training side needs the [train] extra")
-
-
-@pytest.fixture(scope="module")
-def tiny_manifest(esc10_rows, shared_data: Path, tmp_path_factory) -> Path:
-    """Three real ESC-10 classes, three clips of each in folds 1 and 2, as a CSV manifest."""
-    folder = tmp_path_factory.mktemp("tiny")
-    manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["filename", "label", "fold"])
-        for label in ("rain", "dog", "chainsaw"):
-            for fold in ("1", "2"):
-                rows = [r for r in esc10_rows if r["label"] == label and r["fold"] == fold][:3]
-                for row in rows:
-                    writer.writerow([shared_data / "esc10" / row["filename"], label, fold])
-    return manifest
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_manifest: Path, tmp_path_factory) -> Path:
-    from typer.testing import CliRunner
-
-    from edge_asc.cli import app
-
-    out = tmp_path_factory.mktemp("runs") / "run"
-    args = [
-        "train",
-        "--dataset",
-        "csv",
-        "--root",
-        str(tiny_manifest),
-        "--out",
-        str(out),
-        "--features",
-        "logmel,cqt",
-        "--width",
-        "0.0625",
-        "--epochs",
-        "2",
-        "--sample-rate",
-        "22050",
-        "--cache",
-        str(out.parent / "cache"),
-        "--workers",
-        "1",
-    ]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "cqt+logmel/prod" in result.output  # the paper-shaped table was printed
-    return out
 
 
 def test_run_directory_holds_everything(tiny_run: Path) -> None:

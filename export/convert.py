@@ -1,0 +1,107 @@
+"""Keras model to TFLite flatbuffer, in the four quantization modes, builtin ops only.
+
+Models train with a rolled GRU (fast, cuDNN on a GPU); a rolled GRU converts to TFLite only
+through ``TensorListReserve``, a Select-TF (Flex) op the plain runtime lacks. So the graph is
+rebuilt here with the GRU unrolled over the patch's fixed 128 frames, the trained weights are
+copied in unchanged, and the converter is limited to TFLite's builtin operators: a model
+that would need anything else fails to convert instead of failing on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+"""float32: no quantization; float16: float16 weights; dynamic: int8 weights, float
+activations; int8: full integer (weights, activations, input and output)."""
+
+
+class ConversionError(Exception):
+    """A model that cannot become a builtin-only TFLite model; one line."""
+
+
+def export_graph(model, model_name: str, width: float):
+    """The same network, with the GRU unrolled and no regularisers, holding ``model``'s weights."""
+    from edge_asc.train.models import build_model
+
+    extra = {"unroll": True} if model_name != "cdnn" else {}
+    rebuilt = build_model(
+        model_name,
+        int(model.output_shape[-1]),
+        width=width,
+        l2=0.0,
+        input_shape=tuple(model.input_shape[1:]),
+        **extra,
+    )
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> bytes:
+    """Convert a Keras patch classifier to a TFLite flatbuffer.
+
+    Parameters
+    ----------
+    model : keras.Model
+        An export graph (see :func:`export_graph`); input ``(None, bins, frames, 1)``.
+    mode : str
+        One of :data:`QUANTIZATIONS`.
+    representative : numpy.ndarray, optional
+        ``(n, bins, frames)`` normalised training patches; required for ``int8``, where
+        they calibrate the activation ranges.
+
+    Returns
+    -------
+    bytes
+        The ``.tflite`` model.
+    """
+    import tensorflow as tf
+
+    if mode not in QUANTIZATIONS:
+        raise ConversionError(f"unknown quantization {mode!r}; choose from {QUANTIZATIONS}")
+    if mode == "int8" and (representative is None or not len(representative)):
+        raise ConversionError("int8 quantization needs representative training patches")
+    input_shape = (1, *model.input_shape[1:])  # one patch per call, as the device runs it
+
+    @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32)])
+    def classify(patch):
+        return model(patch, training=False)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([classify.get_concrete_function()])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if mode in ("float16", "dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        data = np.asarray(representative, dtype=np.float32)
+
+        def samples() -> Iterator[list[np.ndarray]]:
+            for patch in data:
+                yield [patch[None, ..., None]]
+
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises many types, all meaning "cannot"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"TFLite conversion ({mode}) failed: {first}") from None
+    return strip_names(flatbuffer)
+
+
+def strip_names(flatbuffer: bytes) -> bytes:
+    """Drop tensor and operator names (debug strings) from a TFLite model.
+
+    The unrolled GRU has thousands of tensors whose long fused names would otherwise take
+    more room than an int8 model's weights.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    flatbuffer_utils.strip_strings(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

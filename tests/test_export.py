@@ -1,0 +1,154 @@
+"""Export: builtin-only TFLite in every quantization mode, faithful to Keras, in a bundle."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edge_asc.bundle import load_bundle
+from edge_asc.cli import app
+from edge_asc.features import NormStats
+from edge_asc.inference import TFLiteModel
+
+pytest.importorskip("tensorflow", reason="export needs the [train] extra")
+
+# Largest |TFLite - Keras| on a class probability we accept per mode, and why:
+# float32 is the same arithmetic in another order; float16 weights keep ~3 significant
+# digits; dynamic-range int8 weights give ~1/127 relative error per weight; full int8 also
+# quantizes every activation and the softmax output itself to steps of 1/256.
+TOLERANCE = {"float32": 1e-5, "float16": 5e-3, "dynamic": 3e-2, "int8": 1e-1}
+
+
+@pytest.fixture(scope="module")
+def keras_and_patches(tiny_run: Path):
+    import keras
+
+    from edge_asc.export.convert import export_graph
+
+    model = keras.models.load_model(tiny_run / "logmel" / "model.keras", compile=False)
+    graph = export_graph(model, "joint", 0.0625)
+    rng = np.random.default_rng(0)
+    norm = NormStats.from_dict(json.loads((tiny_run / "logmel" / "norm.json").read_text()))
+    # Real normalised patches: the run's own cached validation spectrograms.
+    from edge_asc.features import FeatureConfig
+    from edge_asc.train.cache import FeatureCache
+
+    spec = json.loads((tiny_run / "run.json").read_text())
+    cache = FeatureCache(tiny_run.parent / "cache", FeatureConfig.from_dict(spec["features"]))
+    clips = json.loads((tiny_run / "validation.json").read_text())
+    patches = np.concatenate(
+        [norm.apply(cache.load("logmel", Path(c["path"])))[None, :, :128] for c in clips]
+    )
+    return model, graph, patches[rng.permutation(len(patches))]
+
+
+def test_export_graph_is_the_trained_model(keras_and_patches) -> None:
+    model, graph, patches = keras_and_patches
+    a = model.predict(patches[..., None], verbose=0)
+    b = graph.predict(patches[..., None], verbose=0)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
+def test_every_mode_is_builtin_only_and_close_to_keras(keras_and_patches, mode: str) -> None:
+    from edge_asc.export.convert import to_tflite
+
+    _, graph, patches = keras_and_patches
+    flatbuffer = to_tflite(graph, mode, representative=patches)
+    tflite = TFLiteModel(flatbuffer, threads=1)
+    assert tflite.backend == "ai-edge-litert"
+    ops = tflite.op_names()
+    assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "WHILE")], ops
+    assert "TensorListReserve" not in str(ops)
+    expected = graph.predict(patches[..., None], verbose=0)
+    got = tflite.predict(patches)
+    assert np.max(np.abs(got - expected)) <= TOLERANCE[mode]
+    if mode == "int8":
+        assert tflite._input["dtype"] == np.int8  # full integer, input included
+
+
+def test_unknown_mode_and_int8_without_data() -> None:
+    from edge_asc.export.convert import ConversionError, to_tflite
+
+    with pytest.raises(ConversionError, match="unknown quantization"):
+        to_tflite(None, "int4")
+    with pytest.raises(ConversionError, match="representative"):
+        to_tflite(object(), "int8", representative=None)
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tiny_run: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "tiny.easc"
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(tiny_run),
+            "--out",
+            str(out),
+            "--quantize",
+            "dynamic",
+            "--measure",
+            "float32",
+            "--cache",
+            str(tiny_run.parent / "cache"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dynamic*" in result.output and "float32" in result.output
+    return out
+
+
+def test_bundle_describes_itself(bundle_path: Path, tiny_run: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    spec = json.loads((tiny_run / "run.json").read_text())
+    assert bundle.labels == tuple(spec["labels"])
+    assert list(bundle.models) == ["logmel", "cqt"]
+    assert bundle.quantization == "dynamic" and bundle.default_fusion == "prod"
+    for kind, member in bundle.models.items():
+        assert member.features.to_dict() == spec["features"]
+        stored = json.loads((tiny_run / kind / "norm.json").read_text())
+        np.testing.assert_array_equal(member.norm.mean, stored["mean"])
+        assert member.info["model"]["params"] > 0 and member.info["model"]["macs_per_patch"] > 0
+        assert member.info["accuracy"]["validation_clips"] == 9
+        tflite = TFLiteModel(member.model_bytes)
+        assert tflite.n_classes == 3
+    evaluation = bundle.manifest["evaluation"]
+    assert {"logmel/float32", "logmel/dynamic", "cqt/float32", "cqt/dynamic"} <= set(evaluation)
+    assert bundle.manifest["provenance"]["dataset"] == "csv"
+
+
+def test_info_prints_the_manifest(bundle_path: Path) -> None:
+    result = CliRunner().invoke(app, ["info", str(bundle_path)])
+    assert result.exit_code == 0, result.output
+    for text in ("chainsaw", "logmel", "cqt", "dynamic", "MACs", "KiB"):
+        assert text in result.output
+
+
+def test_info_refuses_a_damaged_bundle_in_one_line(bundle_path: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.easc"
+    truncated.write_bytes(bundle_path.read_bytes()[:-200])
+    tampered = tmp_path / "tampered.easc"
+    with zipfile.ZipFile(bundle_path) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "cqt.tflite":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.writestr(item, data)
+    for bad, fragment in ((truncated, "truncated"), (tampered, "tampered")):
+        result = CliRunner().invoke(app, ["info", str(bad)])
+        assert result.exit_code == 2
+        assert result.stderr.count("\n") == 1 and fragment in result.stderr
+
+
+def test_export_refuses_missing_spectrogram(tiny_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["export", str(tiny_run), "--features", "gam", "--out", str(tmp_path / "x.easc")]
+    )
+    assert result.exit_code == 2 and "no gam model" in result.stderr
+    assert not (tmp_path / "x.easc").exists()

@@ -8,7 +8,11 @@ float probabilities back, whatever the quantization.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -42,6 +46,30 @@ def interpreter_class() -> tuple[Any, str]:
         ) from None
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what the interpreter's C++ code prints on stderr while it starts.
+
+    LiteRT announces its XNNPACK delegate on file descriptor 2 ("INFO: Created TensorFlow
+    Lite XNNPACK delegate for CPU."), which would break one-line output. Failures still
+    surface as Python exceptions.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. under a test runner)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 class TFLiteModel:
     """One TFLite patch classifier.
 
@@ -56,8 +84,10 @@ class TFLiteModel:
     def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
         cls, self.backend = interpreter_class()
         try:
-            self._interpreter = cls(model_content=bytes(model_bytes), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with _native_stderr_silenced():
+                self._interpreter = cls(model_content=bytes(model_bytes), num_threads=threads)
+                self._interpreter.allocate_tensors()
+                self._interpreter.invoke()  # the delegate is set up on the first call
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"cannot load the TFLite model: {exc}") from None
         self._input = self._interpreter.get_input_details()[0]

@@ -107,3 +107,21 @@ def tiny_run(tiny_manifest: Path, tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     assert "cqt+logmel/prod" in result.output  # the paper-shaped table was printed
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path) -> Path:
+    """The tiny run exported to a float32 bundle (logmel + cqt)."""
+    from edge_asc.export.exporter import export_run
+
+    out = tiny_run.parent / "tiny-float32.easc"
+    if not out.exists():
+        export_run(
+            tiny_run,
+            out,
+            quantize="float32",
+            measure=["float32"],
+            cache_dir=tiny_run.parent / "cache",
+            verbose=False,
+        )
+    return out

@@ -1,0 +1,200 @@
+"""Labelling audio files: every file streamed block by block through the runtime's engine.
+
+Memory does not grow with a file's length: samples are read in blocks, spectrogram frames
+are kept only until their patch is done, and only the per-patch posteriors are kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_asc.audio import AudioError, iter_audio_blocks
+from edge_asc.bundle import Bundle
+from edge_asc.engine import PatchResult, StreamingClassifier, clip_scores
+
+AUDIO_SUFFIXES = frozenset(
+    {
+        ".wav",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".aiff",
+        ".aif",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".mp3",
+        ".opus",
+        ".rf64",
+    }
+)
+"""File types looked for inside folders (any file named explicitly is tried)."""
+
+
+@dataclass
+class FileResult:
+    """The scene label of one file, with its scores."""
+
+    path: str
+    label: str
+    scores: dict[str, float]
+    per_spectrogram: dict[str, dict[str, float]]
+    patches: int
+    duration_s: float
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, timeline: bool = False) -> dict[str, Any]:
+        """JSON-ready form (one line per file in ``--format json``)."""
+        data: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "score": self.scores[self.label],
+            "scores": self.scores,
+            "per_spectrogram": self.per_spectrogram,
+            "patches": self.patches,
+            "duration_s": round(self.duration_s, 3),
+        }
+        if timeline:
+            data["timeline"] = self.timeline
+        return data
+
+
+def expand_inputs(items: Iterable[str]) -> Iterator[tuple[str, Path | None]]:
+    """Files named by paths, folders (searched recursively) and glob patterns.
+
+    Yields ``(argument, path)``; ``path`` is None when an argument matched nothing, so the
+    caller can report it and go on.
+    """
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+            )
+            if not found:
+                yield item, None
+            for p in found:
+                yield item, p
+        elif path.exists():
+            yield item, path
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not matches:
+                yield item, None
+            for p in matches:
+                yield item, p
+        else:
+            yield item, None
+
+
+def _labelled(scores: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    return {label: round(float(s), 6) for label, s in zip(labels, scores, strict=True)}
+
+
+def classify_file(
+    path: Path,
+    bundle: Bundle,
+    kinds: Sequence[str] | None = None,
+    fusion: str | None = None,
+    threads: int | None = None,
+    window_s: float = 3.0,
+    block_frames: int = 65536,
+) -> FileResult:
+    """Label one file: mean patch posterior per spectrogram (eq. 18), fused across them.
+
+    Parameters
+    ----------
+    path : Path
+        Audio file in any format libsndfile reads, any rate and channel count.
+    bundle : Bundle
+        Loaded model bundle.
+    kinds : sequence of str, optional
+        Spectrograms to use (all of the bundle's by default).
+    fusion : str, optional
+        ``mean``, ``prod`` or ``max``; the bundle's default when omitted.
+    threads : int, optional
+        Interpreter threads.
+    window_s : float
+        Length of the windows of the timeline.
+    block_frames : int
+        Frames read from the file per step.
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be read, or is too short for one patch.
+    """
+    engine = StreamingClassifier(bundle, kinds, threads=threads)
+    fusion = fusion or bundle.default_fusion
+    results: list[PatchResult] = []
+    for block in iter_audio_blocks(path, engine.sample_rate, block_frames):
+        results.extend(engine.push(block))
+    duration = engine.samples_in / engine.sample_rate
+    fused, per_kind = clip_scores(results, engine.kinds, len(bundle.labels), fusion)
+    if fused is None:
+        raise AudioError(
+            f"'{path}' is too short: {duration:.2f} s of audio, the models need at least "
+            f"{minimum_seconds(engine):.2f} s for one patch"
+        )
+    labels = bundle.labels
+    return FileResult(
+        path=str(path),
+        label=labels[int(np.argmax(fused))],
+        scores=_labelled(fused, labels),
+        per_spectrogram={k: _labelled(v, labels) for k, v in per_kind.items()},
+        patches=len(results),
+        duration_s=duration,
+        timeline=_timeline(results, engine.kinds, labels, fusion, window_s),
+    )
+
+
+def minimum_seconds(engine: StreamingClassifier) -> float:
+    """Audio needed before the first patch of every spectrogram is complete."""
+    from edge_asc.features import timing
+
+    longest = 0.0
+    for kind, state in engine._states.items():
+        t = timing(kind, state.member.features)
+        samples = (state.frames - 1) * t.hop + t.lookahead
+        longest = max(longest, samples / state.member.features.sample_rate)
+    return longest
+
+
+def _timeline(
+    results: Sequence[PatchResult],
+    kinds: Sequence[str],
+    labels: Sequence[str],
+    fusion: str,
+    window_s: float,
+) -> list[dict[str, Any]]:
+    """Consecutive windows of ``window_s``: the patches that end in each, fused."""
+    if not results:
+        return []
+    out = []
+    last = max(r.end_s for r in results)
+    n_windows = max(1, int(np.ceil(last / window_s - 1e-9)))
+    for w in range(n_windows):
+        start, end = w * window_s, (w + 1) * window_s
+        inside = [r for r in results if start < r.end_s <= end + 1e-9]
+        fused, _ = clip_scores(inside, kinds, len(labels), fusion)
+        if fused is None:
+            continue
+        best = int(np.argmax(fused))
+        out.append(
+            {
+                "start_s": round(start, 3),
+                "end_s": round(min(end, last), 3),
+                "label": labels[best],
+                "score": round(float(fused[best]), 6),
+            }
+        )
+    return out

@@ -1,0 +1,254 @@
+"""From audio samples to scene labels: the one inference path of the runtime.
+
+:class:`StreamingClassifier` takes blocks of mono samples of any size, feeds the streaming
+spectrograms (one shared STFT per feature setting), cuts each newly completed 128-frame
+patch, normalises it with the bundle's statistics and runs that spectrogram's TFLite model.
+Files (``classify``), replayed files and the live microphone (``listen``) all go through
+it, so they give the same patch posteriors for the same audio, whatever the block sizes.
+
+:class:`SceneWindow` averages the patch posteriors of the last few seconds per spectrogram
+(eq. 18) and fuses the spectrograms (eqs. 20, 23, 24); :class:`LabelSmoother` turns the
+window scores into a steady label with hysteresis.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_asc.bundle import Bundle, BundleModel
+from edge_asc.features import FeatureConfig, FeatureStream
+from edge_asc.fusion import FUSION_RULES, fuse
+from edge_asc.inference import TFLiteModel
+
+
+class EngineError(Exception):
+    """A bundle or setting the runtime cannot use; one line."""
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """One patch's posterior.
+
+    Attributes
+    ----------
+    kind : str
+        Spectrogram it came from.
+    index : int
+        Patch number in that spectrogram's stream (0, 1, ...).
+    start_s, end_s : float
+        Time span of the patch's frames (centre of the first frame to one hop past the
+        centre of the last), in seconds from the stream's start.
+    ready_sample : int
+        Input samples that had arrived when the patch completed.
+    probs : numpy.ndarray
+        ``(C,)`` class probabilities.
+    """
+
+    kind: str
+    index: int
+    start_s: float
+    end_s: float
+    ready_sample: int
+    probs: np.ndarray = field(repr=False)
+
+
+class _KindState:
+    """Frames of one spectrogram waiting to become patches."""
+
+    def __init__(self, member: BundleModel, frames: int, hop: int, threads: int | None):
+        self.member = member
+        self.model = TFLiteModel(member.model_bytes, threads=threads)
+        if self.model.input_shape[:2] != (member.features.n_bins, frames):
+            raise EngineError(
+                f"{member.kind} model takes {self.model.input_shape[:2]} patches, the bundle "
+                f"says {(member.features.n_bins, frames)}"
+            )
+        self.frames = frames
+        self.hop = hop
+        self.buffer = np.zeros((member.features.n_bins, 0), dtype=np.float32)
+        self.buffer_start = 0  # frame index of buffer[:, 0]
+        self.next_patch = 0
+
+
+class StreamingClassifier:
+    """Incremental patch inference for the spectrograms of a model bundle.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A loaded model bundle.
+    kinds : sequence of str, optional
+        Spectrograms to use (all of the bundle's by default).
+    threads : int, optional
+        TFLite interpreter threads per model.
+    patch_hop : int, optional
+        Frames between patch starts; the patch width (non-overlapping, as in training) by
+        default. A smaller hop gives more frequent updates for the same models.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        kinds: Sequence[str] | None = None,
+        threads: int | None = None,
+        patch_hop: int | None = None,
+    ) -> None:
+        members = bundle.select(kinds)
+        self.labels = bundle.labels
+        frames = int(bundle.manifest["patch"]["frames"])
+        hop = frames if patch_hop is None else int(patch_hop)
+        if not 1 <= hop <= frames:
+            raise EngineError(f"patch hop must be between 1 and {frames} frames, got {hop}")
+        rates = {m.features.sample_rate for m in members.values()}
+        if len(rates) != 1:
+            raise EngineError(f"the chosen spectrograms use different sample rates: {rates}")
+        self.sample_rate = rates.pop()
+        self.kinds = tuple(members)
+        self._states = {k: _KindState(m, frames, hop, threads) for k, m in members.items()}
+        groups: dict[FeatureConfig, list[str]] = {}
+        for kind, member in members.items():
+            groups.setdefault(member.features, []).append(kind)
+        self._streams = [FeatureStream(ks, config) for config, ks in groups.items()]
+        self.samples_in = 0
+
+    @property
+    def patch_seconds(self) -> float:
+        """Duration one patch covers."""
+        state = next(iter(self._states.values()))
+        features = state.member.features
+        return state.frames * features.hop_length / features.sample_rate
+
+    def push(self, samples: np.ndarray) -> list[PatchResult]:
+        """Feed mono samples at :attr:`sample_rate`; return the patches they completed."""
+        block = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.samples_in += block.size
+        results: list[PatchResult] = []
+        for stream in self._streams:
+            for kind, new_frames in stream.push(block).items():
+                results.extend(self._patches(kind, new_frames))
+        return results
+
+    def _patches(self, kind: str, new_frames: np.ndarray) -> list[PatchResult]:
+        state = self._states[kind]
+        if new_frames.shape[1]:
+            state.buffer = np.concatenate([state.buffer, new_frames], axis=1)
+        features = state.member.features
+        seconds_per_frame = features.hop_length / features.sample_rate
+        out = []
+        while True:
+            start = state.next_patch * state.hop - state.buffer_start
+            if start + state.frames > state.buffer.shape[1]:
+                break
+            patch = state.member.norm.apply(state.buffer[:, start : start + state.frames])
+            probs = state.model.predict(patch[None])[0]
+            first = state.next_patch * state.hop
+            out.append(
+                PatchResult(
+                    kind=kind,
+                    index=state.next_patch,
+                    start_s=first * seconds_per_frame,
+                    end_s=(first + state.frames) * seconds_per_frame,
+                    ready_sample=self.samples_in,
+                    probs=probs,
+                )
+            )
+            state.next_patch += 1
+        # Keep only the frames a future patch can still use: memory stays flat.
+        keep_from = state.next_patch * state.hop - state.buffer_start
+        if keep_from > 0:
+            state.buffer = state.buffer[:, keep_from:]
+            state.buffer_start += keep_from
+        return out
+
+
+def clip_scores(
+    results: Sequence[PatchResult], kinds: Sequence[str], n_classes: int, fusion: str
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Per-spectrogram mean patch posterior (eq. 18) and their fusion.
+
+    Returns ``(None, {})`` when no patch is there yet; a spectrogram without patches is
+    left out of the fusion.
+    """
+    if fusion not in FUSION_RULES:
+        raise EngineError(f"unknown fusion rule {fusion!r}; choose from {', '.join(FUSION_RULES)}")
+    per_kind: dict[str, np.ndarray] = {}
+    for kind in kinds:
+        probs = [r.probs for r in results if r.kind == kind]
+        if probs:
+            per_kind[kind] = np.mean(probs, axis=0)
+    if not per_kind:
+        return None, {}
+    fused = fuse([p[None] for p in per_kind.values()], fusion)[0]
+    assert fused.shape == (n_classes,)
+    return fused, per_kind
+
+
+class SceneWindow:
+    """The patch posteriors of the last ``window_s`` seconds, fused across spectrograms."""
+
+    def __init__(
+        self, kinds: Sequence[str], n_classes: int, window_s: float = 3.0, fusion: str = "prod"
+    ) -> None:
+        if window_s <= 0:
+            raise EngineError("the window must be longer than 0 s")
+        if fusion not in FUSION_RULES:
+            raise EngineError(
+                f"unknown fusion rule {fusion!r}; choose from {', '.join(FUSION_RULES)}"
+            )
+        self.kinds, self.n_classes, self.window_s, self.fusion = kinds, n_classes, window_s, fusion
+        self._recent: deque[PatchResult] = deque()
+
+    def add(self, results: Sequence[PatchResult]) -> None:
+        """Add new patches and forget those that ended more than a window before the newest."""
+        self._recent.extend(results)
+        if not self._recent:
+            return
+        newest = max(r.end_s for r in self._recent)
+        while self._recent and self._recent[0].end_s < newest - self.window_s - 1e-9:
+            self._recent.popleft()
+
+    def scores(self) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """Fused scores of the window and the per-spectrogram means."""
+        return clip_scores(list(self._recent), self.kinds, self.n_classes, self.fusion)
+
+
+class LabelSmoother:
+    """A steady label: exponential smoothing of scores plus hysteresis.
+
+    The label changes only when another class leads the current one by ``margin`` for
+    ``hold`` consecutive updates, so two close scenes do not make it flicker.
+    """
+
+    def __init__(self, alpha: float = 0.5, margin: float = 0.1, hold: int = 2) -> None:
+        if not 0 < alpha <= 1:
+            raise EngineError("smoothing alpha must be in (0, 1]")
+        self.alpha, self.margin, self.hold = alpha, margin, max(1, hold)
+        self.smoothed: np.ndarray | None = None
+        self.label: int | None = None
+        self._challenger: int | None = None
+        self._streak = 0
+
+    def update(self, scores: np.ndarray) -> int:
+        """Fold in new window scores; return the current label index."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.smoothed is None:
+            self.smoothed = scores.copy()
+        else:
+            self.smoothed = self.alpha * scores + (1 - self.alpha) * self.smoothed
+        best = int(np.argmax(self.smoothed))
+        if self.label is None:
+            self.label = best
+        elif best != self.label and (
+            self.smoothed[best] - self.smoothed[self.label] >= self.margin
+        ):
+            self._streak = self._streak + 1 if best == self._challenger else 1
+            self._challenger = best
+            if self._streak >= self.hold:
+                self.label, self._challenger, self._streak = best, None, 0
+        else:
+            self._challenger, self._streak = None, 0
+        return self.label

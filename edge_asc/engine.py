@@ -13,6 +13,7 @@ window scores into a steady label with hysteresis.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ class StreamingClassifier:
             groups.setdefault(member.features, []).append(kind)
         self._streams = [FeatureStream(ks, config) for config, ks in groups.items()]
         self.samples_in = 0
+        self.feature_seconds = 0.0  # wall time spent on spectrograms (for `edge-asc bench`)
+        self.inference_seconds = 0.0  # wall time spent in the models
 
     @property
     def patch_seconds(self) -> float:
@@ -128,7 +131,10 @@ class StreamingClassifier:
         self.samples_in += block.size
         results: list[PatchResult] = []
         for stream in self._streams:
-            for kind, new_frames in stream.push(block).items():
+            started = time.perf_counter()
+            frames = stream.push(block)
+            self.feature_seconds += time.perf_counter() - started
+            for kind, new_frames in frames.items():
                 results.extend(self._patches(kind, new_frames))
         return results
 
@@ -143,8 +149,10 @@ class StreamingClassifier:
             start = state.next_patch * state.hop - state.buffer_start
             if start + state.frames > state.buffer.shape[1]:
                 break
+            started = time.perf_counter()
             patch = state.member.norm.apply(state.buffer[:, start : start + state.frames])
             probs = state.model.predict(patch[None])[0]
+            self.inference_seconds += time.perf_counter() - started
             first = state.next_patch * state.hop
             out.append(
                 PatchResult(

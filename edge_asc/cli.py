@@ -335,6 +335,277 @@ def info(
         typer.echo(format_info(load_bundle(model)))
 
 
+def default_model() -> Path:
+    """The bundle shipped inside the package (``--model`` may be omitted)."""
+    from importlib.resources import files
+
+    return Path(str(files("edge_asc") / "models" / "default.easc"))
+
+
+def _open_bundle(model: Path | None, kinds: tuple[str, ...] | None):
+    from edge_asc.bundle import load_bundle
+
+    path = model or default_model()
+    if model is None and not path.is_file():
+        raise UserError("no default model is installed with this edge-asc; pass --model FILE")
+    return load_bundle(path, kinds)
+
+
+def _kinds_option(features: str | None) -> tuple[str, ...] | None:
+    if features is None:
+        return None
+    try:
+        return parse_kinds(features)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command()
+def classify(
+    paths: Annotated[
+        list[str], typer.Argument(help="Audio files, folders (searched recursively) or globs.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
+    ] = None,
+    fusion: Annotated[
+        str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json (one object per line) or csv.")
+    ] = "table",
+    timeline: Annotated[
+        bool, typer.Option(help="Also give a label per window, with start and end times.")
+    ] = False,
+    window: Annotated[float, typer.Option(help="Timeline window in seconds.", min=0.1)] = 3.0,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+) -> None:
+    """Label audio files with the scene they were recorded in."""
+    import json
+
+    from edge_asc.bundle import BundleError
+    from edge_asc.classify import classify_file, expand_inputs
+    from edge_asc.engine import EngineError
+    from edge_asc.inference import BackendError
+
+    with user_errors(BundleError, EngineError, BackendError):
+        if output_format not in ("table", "json", "csv"):
+            raise UserError(f"unknown --format {output_format!r}; choose table, json or csv")
+        if fusion is not None and fusion not in ("mean", "prod", "max"):
+            raise UserError(f"unknown fusion rule {fusion!r}; choose mean, prod or max")
+        bundle = _open_bundle(model, _kinds_option(features))
+        kinds = tuple(bundle.models)
+    failed = 0
+    header_done = False
+    for argument, path in expand_inputs(paths):
+        if path is None:
+            typer.echo(f"edge-asc: skipped {argument}: no such audio file", err=True)
+            failed += 1
+            continue
+        try:
+            result = classify_file(path, bundle, kinds, fusion, threads=threads, window_s=window)
+        except AudioError as exc:
+            typer.echo(f"edge-asc: skipped {' '.join(str(exc).split())}", err=True)
+            failed += 1
+            continue
+        if output_format == "json":
+            typer.echo(json.dumps(result.to_dict(timeline=timeline)))
+        elif output_format == "csv":
+            if not header_done:
+                columns = ["start_s", "end_s"] if timeline else list(bundle.labels)
+                typer.echo(",".join(["path", "label", "score", *columns]))
+                header_done = True
+            if timeline:
+                for w in result.timeline:
+                    row = [result.path, w["label"], w["score"], w["start_s"], w["end_s"]]
+                    typer.echo(",".join(_csv_cell(v) for v in row))
+            else:
+                row = [result.path, result.label, result.scores[result.label]]
+                row += [result.scores[label] for label in bundle.labels]
+                typer.echo(",".join(_csv_cell(v) for v in row))
+        else:
+            top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
+            others = "  ".join(f"{name} {score:.2f}" for name, score in top[1:])
+            typer.echo(
+                f"{result.path}  {result.label} {result.scores[result.label]:.2f}  ({others})"
+            )
+            if timeline:
+                for w in result.timeline:
+                    span = f"{w['start_s']:8.2f} - {w['end_s']:8.2f} s"
+                    typer.echo(f"    {span}  {w['label']} {w['score']:.2f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _csv_cell(value: object) -> str:
+    text = str(value)
+    if any(c in text for c in ',"\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@app.command()
+def listen(
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Input device: index or (part of a) name; see `edge-asc devices`."),
+    ] = None,
+    window: Annotated[
+        float, typer.Option(help="Seconds of patches the scene label averages.", min=0.1)
+    ] = 3.0,
+    fusion: Annotated[
+        str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
+    ] = None,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="One JSON line per update instead of the live view.")
+    ] = False,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="Replay this audio file instead of the microphone."),
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="With --input: replay at real speed.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
+    ] = None,
+) -> None:
+    """Label the scene live from a microphone (or a file replayed the same way); Ctrl-C stops."""
+    import json
+
+    from edge_asc.bundle import BundleError
+    from edge_asc.engine import EngineError
+    from edge_asc.inference import BackendError
+    from edge_asc.listen import (
+        Listener,
+        ListenError,
+        microphone_source,
+        render,
+        replay_source,
+        summary,
+    )
+
+    errors = (BundleError, EngineError, BackendError, ListenError)
+    listener = source = None
+    try:
+        with user_errors(*errors):
+            if fusion is not None and fusion not in ("mean", "prod", "max"):
+                raise UserError(f"unknown fusion rule {fusion!r}; choose mean, prod or max")
+            if input_file is not None and device is not None:
+                raise UserError("--device and --input cannot be used together")
+            if realtime and input_file is None:
+                raise UserError("--realtime only applies to --input")
+            bundle = _open_bundle(model, _kinds_option(features))
+            listener = Listener(bundle, window_s=window, fusion=fusion, threads=threads)
+            if input_file is not None:
+                source = replay_source(input_file, realtime=realtime)
+                how = "at real speed" if realtime else "as fast as possible"
+                start = f"replaying {source.name} ({source.sample_rate:g} Hz) {how}"
+            else:
+                source = microphone_source(device, listener.sample_rate)
+                channels = "1 channel" if source.channels == 1 else f"{source.channels} channels"
+                start = f"listening to {source.name} at {source.sample_rate:g} Hz, {channels}"
+            rate = listener.sample_rate
+            if source.sample_rate != rate:
+                start += f", resampled to the model's {rate} Hz"
+            with source:
+                typer.echo(f"edge-asc: {start}; Ctrl-C stops", err=True)
+                updates = listener.run(source, duration)
+                if jsonl:
+                    for update in updates:
+                        typer.echo(json.dumps(update.to_dict()))
+                        sys.stdout.flush()
+                else:
+                    from rich.live import Live
+
+                    from edge_asc.classify import minimum_seconds
+
+                    first = minimum_seconds(listener.engine)
+                    view = render(None, source.name, first)
+                    with Live(view, auto_refresh=False) as live:
+                        for update in updates:
+                            live.update(render(update, source.name), refresh=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how listening normally ends
+    if listener is not None and source is not None:
+        typer.echo(summary(listener, source), err=True)
+
+
+@app.command()
+def devices() -> None:
+    """List the input devices (microphones) PortAudio sees; * marks the default."""
+    from edge_asc.listen import ListenError, list_input_devices
+
+    with user_errors(ListenError):
+        found = list_input_devices()
+    if not found:
+        typer.echo("no input devices found")
+        return
+    rows = [["", "index", "name", "host API", "inputs", "default rate"]]
+    for d in found:
+        rate = f"{d.default_samplerate:g} Hz"
+        mark = "*" if d.is_default else ""
+        rows.append([mark, str(d.index), d.name, d.hostapi, str(d.channels), rate])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def bench(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Real audio to replay (default: the example clips)."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Audio to process (the input is looped).", min=1.0)
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Measure the whole pipeline here: MACs, real-time factor, latency, memory."""
+    import json
+
+    from edge_asc.bench import format_report, run_bench
+    from edge_asc.bundle import BundleError
+    from edge_asc.engine import EngineError
+    from edge_asc.inference import BackendError
+
+    with user_errors(BundleError, EngineError, BackendError):
+        bundle = _open_bundle(model, _kinds_option(features))
+        rate = next(iter(bundle.models.values())).features.sample_rate
+        if not inputs:
+            examples = Path(__file__).resolve().parents[1] / "examples"
+            inputs = sorted(examples.glob("*.flac"))
+            if not inputs:
+                raise UserError("no audio given and no example clips found; pass audio files")
+        audio = np.concatenate([load_audio(p, rate) for p in inputs])
+        report = run_bench(bundle, audio, seconds=seconds, threads=threads, progress=True)
+        typer.echo(format_report(report))
+        if json_out is not None:
+            with atomic_output(json_out) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            typer.echo(f"wrote {json_out}")
+
+
 def main() -> None:
     """Entry point of the ``edge-asc`` console script."""
     app()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from edge_asc import __version__
 from edge_asc.bundle import BUNDLE_SUFFIX, SCHEMA_VERSION, write_bundle
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
 from edge_asc.features import NormStats, parse_kinds
@@ -28,7 +26,7 @@ from edge_asc.train.cache import FeatureCache
 from edge_asc.train.datasets import read_dataset
 from edge_asc.train.evaluation import FUSION_RULES, clip_posteriors
 from edge_asc.train.models import count_macs
-from edge_asc.train.run import RunError, RunSpec, default_cache_dir, load_spec
+from edge_asc.train.run import RunError, RunSpec, default_cache_dir, load_spec, versions
 from edge_asc.train.training import PatchSet, assemble_patches
 
 REPRESENTATIVE_PATCHES = 200
@@ -211,7 +209,7 @@ def export_run(
             "width": spec.training.width,
             "epochs": spec.training.epochs,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": versions(),
         },
     }
     write_bundle(out, manifest, members)
@@ -260,17 +258,6 @@ def format_table(table: dict[str, dict[str, ModeResult]], stored: str) -> str:
                 f"{r.latency_ms_1:9.2f} {r.latency_ms_2:9.2f}"
             )
     return "\n".join(lines)
-
-
-def _versions() -> dict[str, str]:
-    import tensorflow as tf
-
-    return {
-        "edge_asc": __version__,
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def default_bundle_path(run_dir: Path, quantize: str) -> Path:

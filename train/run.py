@@ -70,7 +70,8 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of what produced a run or a bundle (for provenance)."""
     import tensorflow as tf
 
     return {
@@ -217,7 +218,7 @@ def train_run(
                 "choose another --out to start a new run"
             )
     out.mkdir(parents=True, exist_ok=True)
-    write_json(run_json, {**spec.to_dict(), "versions": _versions()})
+    write_json(run_json, {**spec.to_dict(), "versions": versions()})
     write_json(
         out / "validation.json",
         [

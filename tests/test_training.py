@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -208,3 +209,65 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replicas 2 outputs 3" in done.stdout
     assert (tmp_path / "m" / "model.keras").is_file()
+
+
+@pytest.fixture(scope="module")
+def real_patches(tiny_manifest: Path) -> PatchSet:
+    """Normalised logmel patches of the tiny real set (22.05 kHz)."""
+    from edge_asc.audio import load_audio
+    from edge_asc.features import FeatureConfig, NormStats, compute
+    from edge_asc.train.training import assemble_patches
+
+    with open(tiny_manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = sorted({r["label"] for r in rows})
+    config = FeatureConfig(sample_rate=22050)
+    specs = [compute(load_audio(r["filename"], 22050), "logmel", config) for r in rows]
+    norm = NormStats.fit(specs)
+    return assemble_patches(specs, [labels.index(r["label"]) for r in rows], norm)
+
+
+def test_loss_falls_on_a_tiny_real_set(real_patches: PatchSet, tmp_path: Path) -> None:
+    from edge_asc.train.training import train_model
+
+    config = TrainConfig(
+        model="cdnn", width=0.125, epochs=8, batch_size=16, learning_rate=1e-3, mixup_alpha=0.0
+    )
+    train_model(real_patches, None, 3, config, tmp_path, verbose=0)
+    with open(tmp_path / "history.csv", newline="") as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 8
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(
+    real_patches: PatchSet, tmp_path: Path
+) -> None:
+    import keras
+
+    from edge_asc.train.training import train_model
+
+    config = TrainConfig(model="crnn", width=0.0625, epochs=3, batch_size=16, learning_rate=1e-3)
+    straight = train_model(real_patches, None, 3, config, tmp_path / "straight", verbose=0)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt  # as if the machine stopped after two epochs
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(
+            real_patches, None, 3, config, tmp_path / "resumed", verbose=0, callbacks=[Interrupt()]
+        )
+    assert (tmp_path / "resumed" / "checkpoint").is_dir()
+    resumed = train_model(real_patches, None, 3, config, tmp_path / "resumed", verbose=0)
+    with open(tmp_path / "resumed" / "history.csv", newline="") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+    differing = [
+        w.path
+        for w, a, b in zip(
+            straight.weights, straight.get_weights(), resumed.get_weights(), strict=True
+        )
+        if not np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    ]
+    assert not differing, differing

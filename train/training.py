@@ -174,10 +174,22 @@ def make_strategy(name: str):
 
 
 class _EpochClock:
-    """Tells the input pipeline which epoch Keras is starting (also after a resume)."""
+    """Tells the input pipeline which epoch Keras is starting (also after a resume), and
+    reseeds the model's dropout from ``(seed, epoch)`` so a resumed epoch draws the same
+    masks as an uninterrupted one."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
         self.epoch = 0
+
+    def start(self, model, epoch: int) -> None:
+        self.epoch = epoch
+        for i, layer in enumerate(model._flatten_layers()):
+            generator = getattr(layer, "seed_generator", None)
+            if generator is not None:
+                state = generator.state
+                value = np.array([self.seed * 1_000_003 + epoch, i], dtype=state.dtype)
+                state.assign(value)
 
 
 def train_model(
@@ -187,6 +199,7 @@ def train_model(
     config: TrainConfig,
     out_dir: Path,
     verbose: int = 1,
+    callbacks: Sequence[Any] = (),
 ):
     """Train one spectrogram's model; resumable from ``out_dir``.
 
@@ -203,6 +216,8 @@ def train_model(
         training, ``checkpoint/`` (an interrupted run continues from its last epoch).
     verbose : int
         Keras progress output: 1 a progress bar, 2 one line per epoch, 0 nothing.
+    callbacks : sequence of keras.callbacks.Callback
+        Extra callbacks (after the built-in ones).
 
     Returns
     -------
@@ -243,7 +258,7 @@ def train_model(
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
-    clock = _EpochClock()
+    clock = _EpochClock(config.seed)
     shape = (None, *train.x.shape[1:], 1)
 
     def generator() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -269,13 +284,14 @@ def train_model(
         eye = np.eye(n_classes, dtype=np.float32)
         validation_data = (validation.x[..., None], eye[validation.y])
 
-    callbacks = [
+    all_callbacks = [
         keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs=None: setattr(clock, "epoch", epoch)
+            on_epoch_begin=lambda epoch, logs=None: clock.start(model, epoch)
         ),
         keras.callbacks.BackupAndRestore(str(out_dir / "checkpoint")),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+        *callbacks,
     ]
     model.fit(
         dataset,
@@ -284,7 +300,7 @@ def train_model(
         shuffle=False,  # the generator shuffles, deterministically
         validation_data=validation_data,
         validation_batch_size=max(config.batch_size, 100),
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         verbose=verbose,
     )
     final = out_dir / "model.keras"

@@ -335,6 +335,17 @@ def info(
         typer.echo(format_info(load_bundle(model)))
 
 
+# Options shared by the runtime commands (classify, listen, bench).
+ModelOption = Annotated[Path | None, typer.Option(help="Model bundle (default: the one shipped).")]
+FeaturesOption = Annotated[
+    str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
+]
+FusionOption = Annotated[
+    str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
+]
+ThreadsOption = Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)]
+
+
 def default_model() -> Path:
     """The bundle shipped inside the package (``--model`` may be omitted)."""
     from importlib.resources import files
@@ -365,15 +376,9 @@ def classify(
     paths: Annotated[
         list[str], typer.Argument(help="Audio files, folders (searched recursively) or globs.")
     ],
-    model: Annotated[
-        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
-    ] = None,
-    features: Annotated[
-        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
-    ] = None,
-    fusion: Annotated[
-        str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
-    ] = None,
+    model: ModelOption = None,
+    features: FeaturesOption = None,
+    fusion: FusionOption = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table, json (one object per line) or csv.")
     ] = "table",
@@ -381,7 +386,7 @@ def classify(
         bool, typer.Option(help="Also give a label per window, with start and end times.")
     ] = False,
     window: Annotated[float, typer.Option(help="Timeline window in seconds.", min=0.1)] = 3.0,
-    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Label audio files with the scene they were recorded in."""
     import json
@@ -449,12 +454,8 @@ def _csv_cell(value: object) -> str:
 
 @app.command()
 def listen(
-    model: Annotated[
-        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
-    ] = None,
-    features: Annotated[
-        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
-    ] = None,
+    model: ModelOption = None,
+    features: FeaturesOption = None,
     device: Annotated[
         str | None,
         typer.Option(help="Input device: index or (part of a) name; see `edge-asc devices`."),
@@ -462,9 +463,7 @@ def listen(
     window: Annotated[
         float, typer.Option(help="Seconds of patches the scene label averages.", min=0.1)
     ] = 3.0,
-    fusion: Annotated[
-        str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
-    ] = None,
+    fusion: FusionOption = None,
     jsonl: Annotated[
         bool, typer.Option("--jsonl", help="One JSON line per update instead of the live view.")
     ] = False,
@@ -475,7 +474,7 @@ def listen(
     realtime: Annotated[
         bool, typer.Option("--realtime", help="With --input: replay at real speed.")
     ] = False,
-    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+    threads: ThreadsOption = None,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
     ] = None,
@@ -567,16 +566,12 @@ def bench(
         list[Path] | None,
         typer.Argument(help="Real audio to replay (default: the example clips)."),
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Model bundle (default: the one shipped).")
-    ] = None,
-    features: Annotated[
-        str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
-    ] = None,
+    model: ModelOption = None,
+    features: FeaturesOption = None,
     seconds: Annotated[
         float | None, typer.Option(help="Audio to process (the input is looped).", min=1.0)
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)] = None,
+    threads: ThreadsOption = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,

@@ -13,9 +13,11 @@ window scores into a steady label with hysteresis.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +91,9 @@ class StreamingClassifier:
     patch_hop : int, optional
         Frames between patch starts; the patch width (non-overlapping, as in training) by
         default. A smaller hop gives more frequent updates for the same models.
+    parallel : bool
+        Run different spectrograms' models on different cores when their patches complete
+        together (same results, less wall time).
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class StreamingClassifier:
         kinds: Sequence[str] | None = None,
         threads: int | None = None,
         patch_hop: int | None = None,
+        parallel: bool = True,
     ) -> None:
         members = bundle.select(kinds)
         self.labels = bundle.labels
@@ -117,6 +123,8 @@ class StreamingClassifier:
         self.samples_in = 0
         self.feature_seconds = 0.0  # wall time spent on spectrograms (for `edge-asc bench`)
         self.inference_seconds = 0.0  # wall time spent in the models
+        workers = min(len(self._states), os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
 
     @property
     def patch_seconds(self) -> float:
@@ -129,41 +137,68 @@ class StreamingClassifier:
         """Feed mono samples at :attr:`sample_rate`; return the patches they completed."""
         block = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples_in += block.size
-        results: list[PatchResult] = []
+        jobs: list[tuple[str, int, np.ndarray]] = []
         for stream in self._streams:
             started = time.perf_counter()
             frames = stream.push(block)
             self.feature_seconds += time.perf_counter() - started
             for kind, new_frames in frames.items():
-                results.extend(self._patches(kind, new_frames))
+                jobs.extend(self._ready_patches(kind, new_frames))
+        if not jobs:
+            return []
+        started = time.perf_counter()
+        by_kind: dict[str, list[np.ndarray]] = {}
+        for kind, _, patch in jobs:
+            by_kind.setdefault(kind, []).append(patch)
+        if self._pool is not None and len(by_kind) > 1:
+            # Different spectrograms' models run on different cores at once (the
+            # interpreter releases the GIL); one interpreter is never used by two threads.
+            outputs = dict(
+                zip(by_kind, self._pool.map(self._classify, by_kind.items()), strict=True)
+            )
+        else:
+            outputs = {item[0]: self._classify(item) for item in by_kind.items()}
+        self.inference_seconds += time.perf_counter() - started
+        taken = dict.fromkeys(by_kind, 0)
+        results = []
+        for kind, index, _ in jobs:
+            p = outputs[kind][taken[kind]]
+            taken[kind] += 1
+            state = self._states[kind]
+            features = state.member.features
+            seconds_per_frame = features.hop_length / features.sample_rate
+            first = index * state.hop
+            results.append(
+                PatchResult(
+                    kind=kind,
+                    index=index,
+                    start_s=first * seconds_per_frame,
+                    end_s=(first + state.frames) * seconds_per_frame,
+                    ready_sample=self.samples_in,
+                    probs=p,
+                )
+            )
         return results
 
-    def _patches(self, kind: str, new_frames: np.ndarray) -> list[PatchResult]:
+    def _classify(self, item: tuple[str, list[np.ndarray]]) -> np.ndarray:
+        """Posteriors ``(n, C)`` of one spectrogram's raw patches, in order."""
+        kind, patches = item
+        state = self._states[kind]
+        return state.model.predict(np.stack([state.member.norm.apply(p) for p in patches]))
+
+    def _ready_patches(
+        self, kind: str, new_frames: np.ndarray
+    ) -> list[tuple[str, int, np.ndarray]]:
+        """Patches of ``kind`` completed by ``new_frames``: (kind, index, raw patch)."""
         state = self._states[kind]
         if new_frames.shape[1]:
             state.buffer = np.concatenate([state.buffer, new_frames], axis=1)
-        features = state.member.features
-        seconds_per_frame = features.hop_length / features.sample_rate
         out = []
         while True:
             start = state.next_patch * state.hop - state.buffer_start
             if start + state.frames > state.buffer.shape[1]:
                 break
-            started = time.perf_counter()
-            patch = state.member.norm.apply(state.buffer[:, start : start + state.frames])
-            probs = state.model.predict(patch[None])[0]
-            self.inference_seconds += time.perf_counter() - started
-            first = state.next_patch * state.hop
-            out.append(
-                PatchResult(
-                    kind=kind,
-                    index=state.next_patch,
-                    start_s=first * seconds_per_frame,
-                    end_s=(first + state.frames) * seconds_per_frame,
-                    ready_sample=self.samples_in,
-                    probs=probs,
-                )
-            )
+            out.append((kind, state.next_patch, state.buffer[:, start : start + state.frames]))
             state.next_patch += 1
         # Keep only the frames a future patch can still use: memory stays flat.
         keep_from = state.next_patch * state.hop - state.buffer_start
@@ -171,6 +206,12 @@ class StreamingClassifier:
             state.buffer = state.buffer[:, keep_from:]
             state.buffer_start += keep_from
         return out
+
+    def close(self) -> None:
+        """Stop the worker threads (also done when the classifier is garbage collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
 
 def clip_scores(

@@ -2,9 +2,10 @@
 
 Models train with a rolled GRU (fast, cuDNN on a GPU); a rolled GRU converts to TFLite only
 through ``TensorListReserve``, a Select-TF (Flex) op the plain runtime lacks. So the graph is
-rebuilt here with the GRU unrolled over the patch's fixed 128 frames, the trained weights are
-copied in unchanged, and the converter is limited to TFLite's builtin operators: a model
-that would need anything else fails to convert instead of failing on the device.
+rebuilt here with the GRU written out over the patch's fixed 128 frames
+(:mod:`edge_asc.export.unrolled_gru`), the trained weights are copied in unchanged, and the
+converter is limited to TFLite's builtin operators: a model that would need anything else
+fails to convert instead of failing on the device.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+
+from edge_asc.export.unrolled_gru import UnrolledBiGRU
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 """float32: no quantization; float16: float16 weights; dynamic: int8 weights, float
@@ -22,19 +25,40 @@ class ConversionError(Exception):
     """A model that cannot become a builtin-only TFLite model; one line."""
 
 
-def export_graph(model, model_name: str, width: float):
-    """The same network, with the GRU unrolled and no regularisers, holding ``model``'s weights."""
-    from edge_asc.train.models import build_model
+def export_graph(model):
+    """The same network for conversion: its GRU written out step by step, same weights.
 
-    extra = {"unroll": True} if model_name != "cdnn" else {}
-    rebuilt = build_model(
-        model_name,
-        int(model.output_shape[-1]),
-        width=width,
-        l2=0.0,
-        input_shape=tuple(model.input_shape[1:]),
-        **extra,
-    )
+    Parameters
+    ----------
+    model : keras.Model
+        A trained patch classifier (see :mod:`edge_asc.train.models`).
+
+    Returns
+    -------
+    keras.Model
+        A copy whose bidirectional GRU is an :class:`UnrolledBiGRU` holding the same
+        weights (the other layers are cloned unchanged).
+    """
+    import keras
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.Bidirectional):
+            gru = layer.forward_layer
+            keras_gru = (gru.activation.__name__, gru.recurrent_activation.__name__)
+            if (
+                not isinstance(gru, keras.layers.GRU)
+                or not gru.reset_after
+                or keras_gru
+                != (
+                    "tanh",
+                    "sigmoid",
+                )
+            ):
+                raise ConversionError(f"{layer.name}: only Keras's default GRU can be unrolled")
+            return UnrolledBiGRU(gru.units, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
     rebuilt.set_weights(model.get_weights())
     return rebuilt
 

@@ -149,7 +149,7 @@ def export_run(
         if not model_path.is_file():
             raise RunError(f"{model_path} is missing: the run did not finish training {kind}")
         trained = keras.models.load_model(model_path, compile=False)
-        graph = export_graph(trained, spec.training.model, spec.training.width)
+        graph = export_graph(trained)
         norm = NormStats.from_dict(json.loads((run_dir / kind / "norm.json").read_text()))
         frames = int(trained.input_shape[2])
         val = assemble_patches([cache.load(kind, p) for p in paths], list(y_true), norm, frames)
@@ -177,8 +177,8 @@ def export_run(
             "model": {
                 "name": spec.training.model,
                 "width": spec.training.width,
-                "params": int(graph.count_params()),
-                "macs_per_patch": int(count_macs(graph)),
+                "params": int(trained.count_params()),
+                "macs_per_patch": int(count_macs(trained)),
             },
             "accuracy": {
                 "keras": keras_accuracy,

@@ -110,6 +110,21 @@ def tiny_run(tiny_manifest: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def export_tiny_run(tiny_run: Path):
+    """``edge-asc export`` of the tiny run through the CLI: ``(out, quantize, *options)``."""
+    from typer.testing import CliRunner
+
+    from edge_asc.cli import app
+
+    def export(out: Path, quantize: str, *options: str):
+        args = ["export", str(tiny_run), "--out", str(out), "--quantize", quantize]
+        args += ["--measure", "float32", "--cache", str(tiny_run.parent / "cache"), *options]
+        return CliRunner().invoke(app, args)
+
+    return export
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tiny_run: Path) -> Path:
     """The tiny run exported to a float32 bundle (logmel + cqt)."""
     from edge_asc.export.exporter import export_run

@@ -24,7 +24,9 @@ Reading of the tables (width 1.0, 128x128x1 patches, 10 classes):
 :func:`count_macs` counts multiply-accumulates analytically; the joint model at width 1.0 has
 4,801,522 parameters and 1,799,628,800 MACs per patch (the issue's 4.80 M / 1.80 GMAC).
 The GRU is unrolled by default because the 128 time steps are fixed by the patch, and an
-unrolled GRU converts to TFLite with builtin ops only (no Flex ``TensorListReserve``).
+unrolled GRU needs no Flex ``TensorListReserve``; training may keep it rolled (faster to
+compile, cuDNN on a GPU), since the export writes its own step-by-step GRU with the same
+weights (``edge_asc.export.unrolled_gru``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,91 @@
+"""A bidirectional GRU written out step by step for TFLite, with Keras's exact GRU maths.
+
+Why not Keras's own ``GRU(unroll=True)``: it repeats the input projection and a biased
+fully-connected layer at every one of the 2 x 128 steps. Full-integer quantization gives a
+biased layer's int32 bias the scale ``input scale x weight scale``, so the converter stores a
+fresh 192-channel bias (with per-channel scales and zero points) for every step: ~3 KB each,
+~1.6 MB per model at width 1.0, a third of the int8 weights. Here the input projection runs
+once over the whole sequence and the per-step recurrent product has no bias (the recurrent
+bias is a shared constant added after it), so the quantized model holds each weight once.
+
+The maths is Keras 3's GRU with ``reset_after=True`` (its default), gates ordered z, r, h::
+
+    x_z, x_r, x_h = split(x @ W + b_in)
+    u_z, u_r, u_h = split(h @ U + b_rec)
+    z = sigmoid(x_z + u_z); r = sigmoid(x_r + u_r)
+    h' = z * h + (1 - z) * tanh(x_h + r * u_h)
+
+and the backward direction reads the sequence from its end and writes each state back at
+its own time step, like ``Bidirectional(merge_mode="concat")``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class UnrolledBiGRU(keras.layers.Layer):
+    """Bidirectional GRU (concatenated, full sequences) over a fixed number of time steps.
+
+    Parameters
+    ----------
+    units : int
+        Units per direction.
+
+    Weights, in the order of ``keras.layers.Bidirectional(keras.layers.GRU(...))``'s:
+    forward kernel ``(features, 3 units)``, recurrent kernel ``(units, 3 units)``, bias
+    ``(2, 3 units)``, then the same three for the backward direction.
+    """
+
+    def __init__(self, units: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape) -> None:
+        features = int(input_shape[-1])
+        self.cells = []
+        for direction in ("forward", "backward"):
+            kernel = self.add_weight((features, 3 * self.units), name=f"{direction}_kernel")
+            recurrent = self.add_weight((self.units, 3 * self.units), name=f"{direction}_rec")
+            bias = self.add_weight((2, 3 * self.units), name=f"{direction}_bias")
+            self.cells.append((kernel, recurrent, bias))
+
+    def call(self, x, mask=None):
+        """``(batch, time, features)`` -> ``(batch, time, 2 units)``; patches have no mask."""
+        forward = self._direction(x, *self.cells[0], reverse=False)
+        backward = self._direction(x, *self.cells[1], reverse=True)
+        return ops.concatenate([forward, backward], axis=-1)
+
+    def _direction(self, x, kernel, recurrent, bias, reverse: bool):
+        u = self.units
+        # The z and r gates' recurrent biases add to the same sums as the input biases, so
+        # they join the one projection of the whole sequence; only b_rec[h] sits inside r*(.).
+        input_bias = bias[0] + ops.concatenate([bias[1, : 2 * u], ops.zeros((u,))])
+        projected = ops.matmul(x, kernel) + input_bias
+        steps_zr = ops.unstack(projected[..., : 2 * u], axis=1)
+        steps_h = ops.unstack(projected[..., 2 * u :], axis=1)
+        recurrent_bias_h = bias[1, 2 * u :]
+        order = range(len(steps_zr) - 1, -1, -1) if reverse else range(len(steps_zr))
+        states = [None] * len(steps_zr)
+        h = None
+        for t in order:
+            if h is None:  # the initial state is zero: its recurrent product is zero too
+                z_r = ops.sigmoid(steps_zr[t])
+                rec_h = recurrent_bias_h
+            else:
+                rec = ops.matmul(h, recurrent)
+                z_r = ops.sigmoid(steps_zr[t] + rec[:, : 2 * u])
+                rec_h = rec[:, 2 * u :] + recurrent_bias_h
+            z, r = z_r[:, :u], z_r[:, u:]
+            candidate = ops.tanh(steps_h[t] + r * rec_h)
+            # z * h + (1 - z) * candidate, with h = 0 at the first step
+            h = candidate - z * candidate if h is None else candidate + z * (h - candidate)
+            states[t] = h
+        return ops.stack(states, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}

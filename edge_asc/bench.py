@@ -79,6 +79,7 @@ def run_bench(
     window_s: float = 3.0,
     fusion: str | None = None,
     progress: bool = False,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Push ``audio`` (looped to ``seconds`` if given) through the runtime and measure it.
 
@@ -101,13 +102,15 @@ def run_bench(
         Scene window and fusion rule, as in ``listen``.
     progress : bool
         Show a progress bar.
+    backend : str
+        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.inference.open_model`).
 
     Returns
     -------
     dict
         The report (see the keys in the returned dict).
     """
-    engine = StreamingClassifier(bundle, kinds, threads=threads)
+    engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
     fusion = fusion or bundle.default_fusion
     window = SceneWindow(engine.kinds, len(bundle.labels), window_s, fusion)
     smoother = LabelSmoother()
@@ -173,6 +176,7 @@ def run_bench(
         "spectrograms": list(engine.kinds),
         "sample_rate": rate,
         "threads": threads,
+        "backend": engine.backend,
         "block_samples": block,
         "audio_seconds": round(audio_s, 3),
         "patches": {k: int(s.next_patch) for k, s in engine._states.items()},
@@ -210,7 +214,8 @@ def format_report(report: dict[str, Any]) -> str:
     kinds = ", ".join(report["spectrograms"])
     lines = [
         f"{report['audio_seconds']:.1f} s of audio, spectrograms {kinds}"
-        f", {report['quantization']} models, {report['threads'] or 'default'} thread(s)",
+        f", {report['quantization']} models on {report.get('backend', 'tflite')}"
+        f", {report['threads'] or 'default'} thread(s)",
         f"spectrogram MACs/s: {report['feature_macs_per_second_total'] / 1e6:.1f} M   "
         f"model MACs/s: {report['model_macs_per_second_total'] / 1e6:.1f} M",
     ]

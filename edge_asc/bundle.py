@@ -1,6 +1,7 @@
 """The self-describing model bundle: one file holding everything the runtime needs.
 
-A bundle (``*.easc``) is a zip archive with one TFLite model per spectrogram and a
+A bundle (``*.easc``) is a zip archive with one TFLite model per spectrogram (and, from
+schema version 2, optionally the same model as ONNX for GPU runtimes) and a
 ``manifest.json`` that says what each model expects: the exact :class:`FeatureConfig` and
 :class:`NormStats` used in training, the class labels in output order, the quantization and
 the default late-fusion rule. Export writes it with :func:`write_bundle`; the runtime and
@@ -33,8 +34,11 @@ import numpy as np
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
 from edge_asc.files import atomic_output
 
-SCHEMA_VERSION = 1
-"""The manifest schema this edge-asc writes and reads."""
+SCHEMA_VERSION = 2
+"""The manifest schema this edge-asc writes (version 2 added the optional ``onnx`` member)."""
+
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2)
+"""Manifest schema versions this edge-asc loads."""
 
 BUNDLE_SUFFIX = ".easc"
 """Conventional file suffix of a bundle."""
@@ -70,7 +74,10 @@ _TOP_KEYS = frozenset(
         "provenance",
     }
 )
-_ENTRY_KEYS = frozenset({"file", "sha256", "bytes", "features", "norm", "model", "accuracy"})
+_ENTRY_KEYS = frozenset(
+    {"file", "sha256", "bytes", "features", "norm", "model", "accuracy", "onnx"}
+)
+_MEMBER_KEYS = frozenset({"file", "sha256", "bytes"})
 _MODEL_KEYS = frozenset({"name", "width", "params", "macs_per_patch"})
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -101,6 +108,9 @@ class BundleModel:
         Per-bin normalisation applied to its spectrogram before the model.
     info : dict
         The manifest entry of this spectrogram (file, sha256, bytes, model, accuracy, ...).
+    onnx_bytes : bytes or None
+        The same network as an ONNX model (float32), verified likewise; ``None`` when the
+        bundle has none.
     """
 
     kind: str
@@ -108,6 +118,7 @@ class BundleModel:
     features: FeatureConfig
     norm: NormStats = field(repr=False)
     info: dict[str, Any] = field(repr=False)
+    onnx_bytes: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,9 +175,10 @@ def write_bundle(
         The bundle to create or replace (conventionally ending in :data:`BUNDLE_SUFFIX`).
         Its directory must exist.
     manifest : Mapping
-        The manifest (schema above). ``sha256`` and ``bytes`` of every spectrogram are
-        filled in from ``members`` (the caller's mapping is not modified); a missing
-        ``file`` defaults to ``<kind>.tflite``. NumPy scalars and arrays are converted to
+        The manifest (schema above). ``sha256`` and ``bytes`` of every spectrogram's
+        model (and of its ``onnx`` member, if the entry has one) are filled in from
+        ``members`` (the caller's mapping is not modified); a missing ``file`` defaults to
+        ``<kind>.tflite``. NumPy scalars and arrays are converted to
         plain JSON numbers and lists.
     members : Mapping of str to bytes
         The model files, keyed by the ``file`` names the manifest lists; exactly those.
@@ -193,19 +205,22 @@ def write_bundle(
         for kind, entry in spectrograms.items():
             if not isinstance(entry, dict):
                 continue  # reported by _parse_manifest below
-            name = entry.setdefault("file", f"{kind}.tflite")
-            if not isinstance(name, str):
-                continue
-            listed.append(name)
-            if name in members:
-                blob = bytes(members[name])
-                entry["sha256"] = hashlib.sha256(blob).hexdigest()
-                entry["bytes"] = len(blob)
+            entry.setdefault("file", f"{kind}.tflite")
+            records = [entry, entry["onnx"]] if isinstance(entry.get("onnx"), dict) else [entry]
+            for record in records:
+                name = record.get("file")
+                if not isinstance(name, str):
+                    continue
+                listed.append(name)
+                if name in members:
+                    blob = bytes(members[name])
+                    record["sha256"] = hashlib.sha256(blob).hexdigest()
+                    record["bytes"] = len(blob)
     missing = [name for name in listed if name not in members]
     if missing:
         raise BundleError(f"{where}: no bytes given for listed file(s) {_names(missing)}")
     parsed = _parse_manifest(data, where)
-    listed = [entry["file"] for entry in parsed.entries.values()]
+    listed = [record["file"] for entry in parsed.entries.values() for record in _records(entry)]
     extra = sorted(set(members) - set(listed))
     if extra:
         raise BundleError(f"{where}: member(s) {_names(extra)} are not listed in the manifest")
@@ -278,7 +293,9 @@ def load_bundle(path: str | os.PathLike[str], kinds: Sequence[str] | None = None
         with zipfile.ZipFile(bundle_path) as archive:
             manifest = _read_manifest(archive, where)
             parsed = _parse_manifest(manifest, where)
-            listed = [entry["file"] for entry in parsed.entries.values()]
+            listed = [
+                record["file"] for entry in parsed.entries.values() for record in _records(entry)
+            ]
             _check_membership(archive, listed, where)
             contents = {name: _read(archive, name, where) for name in listed}
     except BundleError:
@@ -292,23 +309,25 @@ def load_bundle(path: str | os.PathLike[str], kinds: Sequence[str] | None = None
 
     models: dict[str, BundleModel] = {}
     for kind, entry in parsed.entries.items():
-        blob = contents[entry["file"]]
-        if len(blob) != entry["bytes"]:
-            raise BundleError(
-                f"{where} has been tampered with: {entry['file']!r} is {len(blob)} bytes, "
-                f"the manifest says {entry['bytes']}"
-            )
-        if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-            raise BundleError(
-                f"{where} has been tampered with: the SHA-256 of {entry['file']!r} does not "
-                "match the manifest"
-            )
+        for record in _records(entry):
+            blob = contents[record["file"]]
+            if len(blob) != record["bytes"]:
+                raise BundleError(
+                    f"{where} has been tampered with: {record['file']!r} is {len(blob)} bytes, "
+                    f"the manifest says {record['bytes']}"
+                )
+            if hashlib.sha256(blob).hexdigest() != record["sha256"]:
+                raise BundleError(
+                    f"{where} has been tampered with: the SHA-256 of {record['file']!r} does "
+                    "not match the manifest"
+                )
         models[kind] = BundleModel(
             kind=kind,
-            model_bytes=blob,
+            model_bytes=contents[entry["file"]],
             features=parsed.features[kind],
             norm=parsed.norms[kind],
             info=entry,
+            onnx_bytes=contents[entry["onnx"]["file"]] if "onnx" in entry else None,
         )
 
     return Bundle(
@@ -319,6 +338,11 @@ def load_bundle(path: str | os.PathLike[str], kinds: Sequence[str] | None = None
         default_fusion=parsed.default_fusion,
         quantization=parsed.quantization,
     )
+
+
+def _records(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The member records (file, sha256, bytes) of a checked spectrogram entry."""
+    return [entry, entry["onnx"]] if "onnx" in entry else [entry]
 
 
 def _read_manifest(archive: zipfile.ZipFile, where: str) -> Any:
@@ -454,7 +478,7 @@ class _Parsed:
 
 
 def _parse_manifest(manifest: Any, where: str) -> _Parsed:
-    """Check a parsed manifest against schema version 1 (shared by writing and loading)."""
+    """Check a parsed manifest against the schema (shared by writing and loading)."""
 
     def bad(message: str) -> NoReturn:
         raise BundleError(f"{where}: invalid manifest: {message}")
@@ -468,14 +492,14 @@ def _parse_manifest(manifest: Any, where: str) -> _Parsed:
             f"expected {BUNDLE_FORMAT!r})"
         )
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version not in READABLE_SCHEMAS or not _is_int(version):
         if _is_int(version) and version > SCHEMA_VERSION:
             hint = "upgrade edge-asc to load it"
         else:
             hint = "re-export it with this edge-asc"
         raise BundleError(
             f"{where} has manifest schema version {_short(version)}, but this edge-asc reads "
-            f"version {SCHEMA_VERSION} ({hint})"
+            f"version {' or '.join(map(str, READABLE_SCHEMAS))} ({hint})"
         )
     unknown = sorted(set(manifest) - _TOP_KEYS)
     if unknown:
@@ -527,9 +551,12 @@ def _parse_manifest(manifest: Any, where: str) -> _Parsed:
             bad(f"spectrogram {kind!r} must be an object")
         entries[kind] = entry
         _check_entry(kind, entry, bad)
-        if entry["file"] in files:
-            bad(f"file {entry['file']!r} is listed for more than one spectrogram")
-        files.add(entry["file"])
+        if "onnx" in entry and version < 2:
+            bad(f"{kind}: an 'onnx' member needs schema version 2")
+        for record in _records(entry):
+            if record["file"] in files:
+                bad(f"file {record['file']!r} is listed more than once")
+            files.add(record["file"])
 
         try:
             config = FeatureConfig.from_dict(entry["features"])
@@ -567,17 +594,12 @@ def _check_entry(kind: str, entry: dict[str, Any], bad: Callable[[str], NoReturn
     for key in ("file", "sha256", "bytes", "features", "norm", "model"):
         if key not in entry:
             bad(f"{kind}: missing {key!r}")
-    name = entry["file"]
-    if (
-        not isinstance(name, str)
-        or not _PLAIN_NAME.fullmatch(name)
-        or name in (MANIFEST_NAME, ".", "..")
-    ):
-        bad(f"{kind}: file {_short(name)} is not a plain member name")
-    if not isinstance(entry["sha256"], str) or not _SHA256.fullmatch(entry["sha256"]):
-        bad(f"{kind}: sha256 must be 64 lowercase hex digits")
-    if not _is_int(entry["bytes"]) or entry["bytes"] < 0:
-        bad(f"{kind}: bytes must be a non-negative integer")
+    _check_member(kind, entry, bad)
+    if "onnx" in entry:
+        onnx = entry["onnx"]
+        if not isinstance(onnx, dict) or set(onnx) != _MEMBER_KEYS:
+            bad(f"{kind}: 'onnx' must be an object with exactly 'file', 'sha256' and 'bytes'")
+        _check_member(f"{kind} onnx", onnx, bad)
     for key in ("features", "norm"):
         if not isinstance(entry[key], dict):
             bad(f"{kind}: {key!r} must be an object")
@@ -599,6 +621,21 @@ def _check_entry(kind: str, entry: dict[str, Any], bad: Callable[[str], NoReturn
     macs = model.get("macs_per_patch", 0)
     if not (_is_number(macs) and macs >= 0):
         bad(f"{kind}: model macs_per_patch must be a non-negative number")
+
+
+def _check_member(what: str, record: dict[str, Any], bad: Callable[[str], NoReturn]) -> None:
+    """Check one member record's file name, SHA-256 and size fields."""
+    name = record["file"]
+    if (
+        not isinstance(name, str)
+        or not _PLAIN_NAME.fullmatch(name)
+        or name in (MANIFEST_NAME, ".", "..")
+    ):
+        bad(f"{what}: file {_short(name)} is not a plain member name")
+    if not isinstance(record["sha256"], str) or not _SHA256.fullmatch(record["sha256"]):
+        bad(f"{what}: sha256 must be 64 lowercase hex digits")
+    if not _is_int(record["bytes"]) or record["bytes"] < 0:
+        bad(f"{what}: bytes must be a non-negative integer")
 
 
 def _is_int(value: Any) -> bool:
@@ -662,6 +699,7 @@ def format_info(bundle: Bundle) -> str:
         "kind",
         "file",
         "size",
+        "onnx",
         "model",
         "width",
         "params",
@@ -682,6 +720,7 @@ def format_info(bundle: Bundle) -> str:
                 kind,
                 str(info["file"]),
                 _kib(info["bytes"]),
+                _kib(info["onnx"]["bytes"]) if "onnx" in info else "-",
                 str(spec.get("name", "-")),
                 _number(spec["width"]) if "width" in spec else "-",
                 f"{spec['params']:,}" if "params" in spec else "-",

@@ -108,6 +108,8 @@ def classify_file(
     threads: int | None = None,
     window_s: float = 3.0,
     block_frames: int = 65536,
+    backend: str = "auto",
+    engine: StreamingClassifier | None = None,
 ) -> FileResult:
     """Label one file: mean patch posterior per spectrogram (eq. 18), fused across them.
 
@@ -127,13 +129,22 @@ def classify_file(
         Length of the windows of the timeline.
     block_frames : int
         Frames read from the file per step.
+    backend : str
+        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.inference.open_model`).
+    engine : StreamingClassifier, optional
+        An engine for ``bundle`` and ``kinds`` to reuse (it is reset first): loading models
+        once matters for many files, above all on a GPU. ``threads`` and ``backend`` are
+        then the engine's.
 
     Raises
     ------
     AudioError
         If the file cannot be read, or is too short for one patch.
     """
-    engine = StreamingClassifier(bundle, kinds, threads=threads)
+    if engine is None:
+        engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
+    else:
+        engine.reset()
     fusion = fusion or bundle.default_fusion
     results: list[PatchResult] = []
     for block in iter_audio_blocks(path, engine.sample_rate, block_frames):

@@ -302,16 +302,21 @@ def export(
         str, typer.Option(help="Modes to convert and measure for the table (comma list).")
     ] = "float32,float16,dynamic,int8",
     cache: Annotated[Path | None, typer.Option(help="Spectrogram cache folder.")] = None,
+    onnx: Annotated[
+        bool, typer.Option(help="Also store ONNX models (for a GPU: TensorRT / CUDA).")
+    ] = True,
 ) -> None:
     """Convert a run's models into one quantized TFLite bundle and measure quantization."""
     _training_side()
     from edge_asc.bundle import BundleError
     from edge_asc.export.convert import ConversionError
     from edge_asc.export.exporter import ExportError, default_bundle_path, export_run
+    from edge_asc.export.onnx_graph import OnnxExportError
     from edge_asc.train.cache import CacheError
     from edge_asc.train.run import RunError
 
-    with user_errors(ExportError, ConversionError, BundleError, RunError, CacheError):
+    errors = (ExportError, ConversionError, OnnxExportError, BundleError, RunError, CacheError)
+    with user_errors(*errors):
         modes = [m.strip() for m in measure.split(",") if m.strip()]
         export_run(
             run_dir,
@@ -321,6 +326,7 @@ def export(
             fusion=fusion,
             measure=modes,
             cache_dir=cache,
+            onnx=onnx,
         )
 
 
@@ -344,6 +350,10 @@ FusionOption = Annotated[
     str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
 ]
 ThreadsOption = Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)]
+BackendOption = Annotated[
+    str,
+    typer.Option(help="auto (ONNX Runtime on a GPU if there is one, else TFLite), tflite or onnx."),
+]
 
 
 def default_model() -> Path:
@@ -387,13 +397,14 @@ def classify(
     ] = False,
     window: Annotated[float, typer.Option(help="Timeline window in seconds.", min=0.1)] = 3.0,
     threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
 ) -> None:
     """Label audio files with the scene they were recorded in."""
     import json
 
     from edge_asc.bundle import BundleError
     from edge_asc.classify import classify_file, expand_inputs
-    from edge_asc.engine import EngineError
+    from edge_asc.engine import EngineError, StreamingClassifier
     from edge_asc.inference import BackendError
 
     with user_errors(BundleError, EngineError, BackendError):
@@ -403,6 +414,7 @@ def classify(
             raise UserError(f"unknown fusion rule {fusion!r}; choose mean, prod or max")
         bundle = _open_bundle(model, _kinds_option(features))
         kinds = tuple(bundle.models)
+        engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
     failed = 0
     header_done = False
     for argument, path in expand_inputs(paths):
@@ -411,7 +423,7 @@ def classify(
             failed += 1
             continue
         try:
-            result = classify_file(path, bundle, kinds, fusion, threads=threads, window_s=window)
+            result = classify_file(path, bundle, kinds, fusion, window_s=window, engine=engine)
         except AudioError as exc:
             typer.echo(f"edge-asc: skipped {' '.join(str(exc).split())}", err=True)
             failed += 1
@@ -475,6 +487,7 @@ def listen(
         bool, typer.Option("--realtime", help="With --input: replay at real speed.")
     ] = False,
     threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
     ] = None,
@@ -505,7 +518,9 @@ def listen(
             if realtime and input_file is None:
                 raise UserError("--realtime only applies to --input")
             bundle = _open_bundle(model, _kinds_option(features))
-            listener = Listener(bundle, window_s=window, fusion=fusion, threads=threads)
+            listener = Listener(
+                bundle, window_s=window, fusion=fusion, threads=threads, backend=backend
+            )
             if input_file is not None:
                 source = replay_source(input_file, realtime=realtime)
                 how = "at real speed" if realtime else "as fast as possible"
@@ -517,6 +532,7 @@ def listen(
             rate = listener.sample_rate
             if source.sample_rate != rate:
                 start += f", resampled to the model's {rate} Hz"
+            start += f"; models on {listener.engine.backend}"
             with source:
                 typer.echo(f"edge-asc: {start}; Ctrl-C stops", err=True)
                 updates = listener.run(source, duration)
@@ -572,6 +588,7 @@ def bench(
         float | None, typer.Option(help="Audio to process (the input is looped).", min=1.0)
     ] = None,
     threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
@@ -593,7 +610,9 @@ def bench(
             if not inputs:
                 raise UserError("no audio given and no example clips found; pass audio files")
         audio = np.concatenate([load_audio(p, rate) for p in inputs])
-        report = run_bench(bundle, audio, seconds=seconds, threads=threads, progress=True)
+        report = run_bench(
+            bundle, audio, seconds=seconds, threads=threads, progress=True, backend=backend
+        )
         typer.echo(format_report(report))
         if json_out is not None:
             with atomic_output(json_out) as tmp:

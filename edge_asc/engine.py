@@ -25,7 +25,7 @@ import numpy as np
 from edge_asc.bundle import Bundle, BundleModel
 from edge_asc.features import FeatureConfig, FeatureStream
 from edge_asc.fusion import FUSION_RULES, fuse
-from edge_asc.inference import TFLiteModel
+from edge_asc.inference import open_model
 
 
 class EngineError(Exception):
@@ -62,9 +62,11 @@ class PatchResult:
 class _KindState:
     """Frames of one spectrogram waiting to become patches."""
 
-    def __init__(self, member: BundleModel, frames: int, hop: int, threads: int | None):
+    def __init__(
+        self, member: BundleModel, frames: int, hop: int, threads: int | None, backend: str
+    ):
         self.member = member
-        self.model = TFLiteModel(member.model_bytes, threads=threads)
+        self.model = open_model(member, backend, threads=threads)
         if self.model.input_shape[:2] != (member.features.n_bins, frames):
             raise EngineError(
                 f"{member.kind} model takes {self.model.input_shape[:2]} patches, the bundle "
@@ -87,7 +89,10 @@ class StreamingClassifier:
     kinds : sequence of str, optional
         Spectrograms to use (all of the bundle's by default).
     threads : int, optional
-        TFLite interpreter threads per model.
+        Interpreter threads per model.
+    backend : str
+        ``auto`` (ONNX Runtime on a GPU when there is one and the bundle has ONNX models,
+        else TFLite), ``tflite`` or ``onnx``; see :func:`edge_asc.inference.open_model`.
     patch_hop : int, optional
         Frames between patch starts; the patch width (non-overlapping, as in training) by
         default. A smaller hop gives more frequent updates for the same models.
@@ -103,6 +108,7 @@ class StreamingClassifier:
         threads: int | None = None,
         patch_hop: int | None = None,
         parallel: bool = True,
+        backend: str = "auto",
     ) -> None:
         members = bundle.select(kinds)
         self.labels = bundle.labels
@@ -115,16 +121,25 @@ class StreamingClassifier:
             raise EngineError(f"the chosen spectrograms use different sample rates: {rates}")
         self.sample_rate = rates.pop()
         self.kinds = tuple(members)
-        self._states = {k: _KindState(m, frames, hop, threads) for k, m in members.items()}
-        groups: dict[FeatureConfig, list[str]] = {}
+        self._states = {k: _KindState(m, frames, hop, threads, backend) for k, m in members.items()}
+        self.backend = next(iter(self._states.values())).model.backend
+        self._groups: dict[FeatureConfig, list[str]] = {}
         for kind, member in members.items():
-            groups.setdefault(member.features, []).append(kind)
-        self._streams = [FeatureStream(ks, config) for config, ks in groups.items()]
+            self._groups.setdefault(member.features, []).append(kind)
+        self.reset()
+        workers = min(len(self._states), os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
+
+    def reset(self) -> None:
+        """Forget all audio, to start a new recording with the same (already loaded) models."""
+        self._streams = [FeatureStream(ks, config) for config, ks in self._groups.items()]
+        for state in self._states.values():
+            state.buffer = state.buffer[:, :0]
+            state.buffer_start = 0
+            state.next_patch = 0
         self.samples_in = 0
         self.feature_seconds = 0.0  # wall time spent on spectrograms (for `edge-asc bench`)
         self.inference_seconds = 0.0  # wall time spent in the models
-        workers = min(len(self._states), os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
 
     @property
     def patch_seconds(self) -> float:

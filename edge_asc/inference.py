@@ -1,4 +1,7 @@
-"""Running a TFLite model on patches, on whichever interpreter this machine has.
+"""Running a bundle's models on patches: TFLite on whichever interpreter this machine has.
+
+(:func:`open_model` picks between TFLite and the ONNX backend of
+:mod:`edge_asc.onnx_backend`, which runs on a GPU.)
 
 The maintained ai-edge-litert comes first, then the older tflite-runtime, then TensorFlow's
 own interpreter (present on a training machine). Quantized models are fed and read through
@@ -13,13 +16,61 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from edge_asc.bundle import BundleModel
+
+
+BACKENDS: tuple[str, ...] = ("auto", "tflite", "onnx")
+"""``--backend`` choices: ``auto`` is ONNX Runtime on a GPU when there is one, else TFLite."""
+
 
 class BackendError(Exception):
-    """No TFLite interpreter could be imported, or a model could not be loaded; one line."""
+    """No interpreter could be imported, or a model could not be loaded; one line."""
+
+
+def open_model(
+    member: BundleModel, backend: str = "auto", threads: int | None = None
+) -> PatchModel:
+    """The runnable model of one bundle member, on the backend asked for.
+
+    Parameters
+    ----------
+    member : BundleModel
+        A spectrogram's model from a loaded bundle.
+    backend : str
+        One of :data:`BACKENDS`. ``auto`` takes the bundle's ONNX model on a GPU (TensorRT
+        or CUDA through ONNX Runtime) when both exist, and the TFLite model otherwise.
+    threads : int, optional
+        CPU threads for the interpreter.
+
+    Returns
+    -------
+    PatchModel
+        A :class:`TFLiteModel` or an :class:`edge_asc.onnx_backend.OnnxModel`.
+
+    Raises
+    ------
+    BackendError
+        For an unknown backend, an ONNX request on a bundle without ONNX models, or a model
+        the runtime cannot load.
+    """
+    from edge_asc.onnx_backend import OnnxModel, gpu_available
+
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "onnx" if member.onnx_bytes is not None and gpu_available() else "tflite"
+    if backend == "tflite":
+        return TFLiteModel(member.model_bytes, threads=threads)
+    if member.onnx_bytes is None:
+        raise BackendError(
+            f"the bundle has no ONNX model for {member.kind!r} (export it again with --onnx)"
+        )
+    return OnnxModel(member.onnx_bytes, threads=threads)
 
 
 def interpreter_class() -> tuple[Any, str]:
@@ -70,7 +121,51 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-class TFLiteModel:
+class PatchModel:
+    """A patch classifier on some runtime: what the streaming engine needs of a model.
+
+    Subclasses set ``input_shape`` (``(bins, frames, 1)``) and ``backend`` (a readable name
+    of the runtime) and run one patch in :meth:`_predict_one`.
+    """
+
+    input_shape: tuple[int, ...]
+    backend: str
+
+    @property
+    def n_classes(self) -> int:
+        """Number of output classes."""
+        raise NotImplementedError
+
+    def _predict_one(self, patch: np.ndarray) -> np.ndarray:
+        """Class scores ``(C,)`` of one ``(1, bins, frames, 1)`` float32 patch."""
+        raise NotImplementedError
+
+    def predict(self, patches: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, C)`` of ``(n, bins, frames)`` normalised patches."""
+        patches = np.asarray(patches, dtype=np.float32)
+        if patches.ndim != 3 or tuple(patches.shape[1:]) != self.input_shape[:2]:
+            raise ValueError(
+                f"expected patches of shape (n, {self.input_shape[0]}, {self.input_shape[1]}), "
+                f"got {patches.shape}"
+            )
+        out = np.empty((len(patches), self.n_classes), dtype=np.float64)
+        for i, patch in enumerate(patches):
+            out[i] = self._predict_one(patch[None, ..., None])
+        return out
+
+    def latency(self, repeats: int = 50) -> float:
+        """Median seconds for one single-patch inference (after a warm-up)."""
+        patch = np.zeros((1, *self.input_shape[:2]), dtype=np.float32)
+        self.predict(patch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.predict(patch)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+
+class TFLiteModel(PatchModel):
     """One TFLite patch classifier.
 
     Parameters
@@ -118,33 +213,15 @@ class TFLiteModel:
         scale, zero = self._output["quantization"]
         return (values.astype(np.float64) - zero) * scale
 
+    def _predict_one(self, patch: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input["index"], self._quantize(patch))
+        self._interpreter.invoke()
+        return self._dequantize(self._interpreter.get_tensor(self._output["index"])[0])
+
     def predict(self, patches: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, C)`` of ``(n, bins, frames)`` normalised patches."""
-        patches = np.asarray(patches, dtype=np.float32)
-        if patches.ndim != 3 or tuple(patches.shape[1:]) != self.input_shape[:2]:
-            raise ValueError(
-                f"expected patches of shape (n, {self.input_shape[0]}, {self.input_shape[1]}), "
-                f"got {patches.shape}"
-            )
-        out = np.empty((len(patches), self.n_classes), dtype=np.float64)
-        for i, patch in enumerate(patches):
-            self._interpreter.set_tensor(
-                self._input["index"], self._quantize(patch[None, ..., None])
-            )
-            self._interpreter.invoke()
-            out[i] = self._dequantize(self._interpreter.get_tensor(self._output["index"])[0])
+        out = super().predict(patches)
         # int8 outputs are coarse: renormalise so each row is a distribution again.
         out = np.clip(out, 0.0, None)
         sums = out.sum(axis=1, keepdims=True)
         return np.divide(out, sums, out=np.full_like(out, 1.0 / out.shape[1]), where=sums > 0)
-
-    def latency(self, repeats: int = 50) -> float:
-        """Median seconds for one single-patch inference (after a warm-up)."""
-        patch = np.zeros((1, *self.input_shape[:2]), dtype=np.float32)
-        self.predict(patch)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.predict(patch)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))

@@ -704,9 +704,11 @@ class Listener:
     fusion : str, optional
         ``mean``, ``prod`` or ``max``; the bundle's default when omitted.
     threads : int, optional
-        TFLite interpreter threads.
+        Interpreter threads.
     smoother : LabelSmoother, optional
         The label's smoothing and hysteresis (the engine's defaults when omitted).
+    backend : str
+        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.inference.open_model`).
 
     Attributes
     ----------
@@ -726,8 +728,9 @@ class Listener:
         fusion: str | None = None,
         threads: int | None = None,
         smoother: LabelSmoother | None = None,
+        backend: str = "auto",
     ) -> None:
-        self.engine = StreamingClassifier(bundle, kinds, threads=threads)
+        self.engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
         self.labels = bundle.labels
         self.window = SceneWindow(
             self.engine.kinds, len(self.labels), window_s, fusion or bundle.default_fusion

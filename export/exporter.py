@@ -20,8 +20,10 @@ import numpy as np
 
 from edge_asc.bundle import BUNDLE_SUFFIX, SCHEMA_VERSION, write_bundle
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
+from edge_asc.export.onnx_graph import to_onnx
 from edge_asc.features import NormStats, parse_kinds
 from edge_asc.inference import TFLiteModel
+from edge_asc.onnx_backend import OnnxModel
 from edge_asc.train.cache import FeatureCache
 from edge_asc.train.datasets import read_dataset
 from edge_asc.train.evaluation import FUSION_RULES, clip_posteriors
@@ -88,6 +90,7 @@ def export_run(
     measure: Sequence[str] | None = None,
     cache_dir: Path | None = None,
     verbose: bool = True,
+    onnx: bool = True,
 ) -> dict[str, dict[str, ModeResult]]:
     """Convert a run's models into one bundle and measure every quantization mode.
 
@@ -110,6 +113,9 @@ def export_run(
         Spectrogram cache.
     verbose : bool
         Print progress and the table.
+    onnx : bool
+        Also store each model as float32 ONNX (for ONNX Runtime's TensorRT / CUDA
+        providers on a GPU), measured on the CPU like the TFLite modes (row ``onnx``).
 
     Returns
     -------
@@ -167,6 +173,13 @@ def export_run(
             table[kind][mode] = result
             if mode == quantize:
                 members[f"{kind}.tflite"] = flatbuffer
+        if onnx:
+            if verbose:
+                print(f"[{kind}] writing ONNX ...", flush=True)
+            members[f"{kind}.onnx"] = to_onnx(trained)
+            table[kind]["onnx"] = _measure(
+                members[f"{kind}.onnx"], val, reference, y_true, len(paths), OnnxModel
+            )
         keras_accuracy = (
             float(np.mean(reference.argmax(1) == y_true)) if reference is not None else None
         )
@@ -187,6 +200,8 @@ def export_run(
                 "validation_clips": len(paths),
             },
         }
+        if onnx:
+            entries[kind]["onnx"] = {"file": f"{kind}.onnx"}
     manifest = {
         "format": "edge-asc-bundle",
         "schema_version": SCHEMA_VERSION,
@@ -225,18 +240,20 @@ def _measure(
     reference: np.ndarray | None,
     y_true: np.ndarray,
     n_clips: int,
+    runtime: type = TFLiteModel,
 ) -> ModeResult:
+    """Size, clip accuracy, agreement with Keras and latency of one converted model."""
     accuracy = agreement = None
     if reference is not None:
-        probs = _clip_probs(TFLiteModel(flatbuffer).predict(val.x), val, n_clips)
+        probs = _clip_probs(runtime(flatbuffer).predict(val.x), val, n_clips)
         accuracy = float(np.mean(probs.argmax(1) == y_true))
         agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
     return ModeResult(
         bytes=len(flatbuffer),
         accuracy=accuracy,
         agreement=agreement,
-        latency_ms_1=1e3 * TFLiteModel(flatbuffer, threads=1).latency(),
-        latency_ms_2=1e3 * TFLiteModel(flatbuffer, threads=2).latency(),
+        latency_ms_1=1e3 * runtime(flatbuffer, threads=1).latency(),
+        latency_ms_2=1e3 * runtime(flatbuffer, threads=2).latency(),
     )
 
 

@@ -309,11 +309,11 @@ def test_refuses_missing_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("version", "fragments"),
     [
-        (2, ("schema version 2", "reads version 1", "upgrade edge-asc")),
-        (0, ("schema version 0", "reads version 1", "re-export")),
-        ("1", ("schema version '1'", "reads version 1")),
-        (True, ("schema version True", "reads version 1")),
-        (None, ("schema version None", "reads version 1")),
+        (3, ("schema version 3", "reads version 1 or 2", "upgrade edge-asc")),
+        (0, ("schema version 0", "reads version 1 or 2", "re-export")),
+        ("1", ("schema version '1'", "reads version 1 or 2")),
+        (True, ("schema version True", "reads version 1 or 2")),
+        (None, ("schema version None", "reads version 1 or 2")),
     ],
 )
 def test_refuses_other_schema_versions(
@@ -511,7 +511,7 @@ def test_write_refuses_invalid_manifest(tmp_path: Path, edit: Any, fragment: str
         ("sub/cqt.tflite", "is not a plain member name"),
         ("manifest.json", "is not a plain member name"),
         (7, "file 7 is not a plain member name"),
-        ("logmel.tflite", "'logmel.tflite' is listed for more than one spectrogram"),
+        ("logmel.tflite", "'logmel.tflite' is listed more than once"),
     ],
 )
 def test_refuses_bad_file_entries(tmp_path: Path, file: Any, fragment: str) -> None:
@@ -673,3 +673,56 @@ def test_format_info_renders_nested_evaluation(tmp_path: Path) -> None:
     assert "note: fold 4" in text
     assert "n: [1, 2]" in text
     assert "int8" in text and "0.5" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The optional ONNX member (schema version 2)
+
+ONNX_MEMBERS = {**MEMBERS, "logmel.onnx": b"ONNX logmel graph " * 25}
+
+
+def _with_onnx() -> dict[str, Any]:
+    manifest = _manifest()
+    manifest["spectrograms"]["logmel"]["onnx"] = {"file": "logmel.onnx"}
+    return manifest
+
+
+def test_onnx_member_round_trips_and_is_optional(tmp_path: Path) -> None:
+    path = tmp_path / "onnx.easc"
+    write_bundle(path, _with_onnx(), ONNX_MEMBERS)
+    bundle = load_bundle(path)
+    assert bundle.models["logmel"].onnx_bytes == ONNX_MEMBERS["logmel.onnx"]
+    assert bundle.models["cqt"].onnx_bytes is None
+    record = bundle.manifest["spectrograms"]["logmel"]["onnx"]
+    assert record["bytes"] == len(ONNX_MEMBERS["logmel.onnx"])
+
+
+def test_schema_1_bundles_still_load(tmp_path: Path) -> None:
+    manifest = _filled(_manifest(), MEMBERS)
+    manifest["schema_version"] = 1
+    bundle = load_bundle(_raw_bundle(tmp_path / "v1.easc", manifest))
+    assert bundle.models["logmel"].onnx_bytes is None
+
+
+def test_refuses_a_tampered_onnx_member(tmp_path: Path) -> None:
+    good_path = tmp_path / "onnx.easc"
+    write_bundle(good_path, _with_onnx(), ONNX_MEMBERS)
+    manifest = load_bundle(good_path).manifest
+    tampered = {**ONNX_MEMBERS, "logmel.onnx": b"ONNX logmel graph " * 24 + b"ONNX logmel grapH "}
+    _refused(_raw_bundle(tmp_path / "t.easc", manifest, tampered), "SHA-256", "logmel.onnx")
+    missing = dict(MEMBERS)
+    _refused(_raw_bundle(tmp_path / "m.easc", manifest, missing), "incomplete", "logmel.onnx")
+
+
+def test_refuses_an_onnx_member_in_schema_1(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "onnx.easc", _with_onnx(), ONNX_MEMBERS)
+    manifest = load_bundle(tmp_path / "onnx.easc").manifest
+    manifest["schema_version"] = 1
+    _refused(_raw_bundle(tmp_path / "v1.easc", manifest, ONNX_MEMBERS), "needs schema version 2")
+
+
+def test_refuses_a_malformed_onnx_record(tmp_path: Path) -> None:
+    manifest = _with_onnx()
+    manifest["spectrograms"]["logmel"]["onnx"] = {"file": "../x.onnx"}
+    with pytest.raises(BundleError, match="not a plain member name"):
+        write_bundle(tmp_path / "bad.easc", manifest, {**MEMBERS, "../x.onnx": b"x"})

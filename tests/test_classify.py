@@ -23,6 +23,19 @@ from edge_asc.inference import TFLiteModel
 runner = CliRunner()
 
 
+def test_a_reused_engine_gives_what_fresh_engines_give(
+    tiny_bundle: Path, esc10_rows, shared_data: Path
+) -> None:
+    """`classify` loads the models once and resets the engine between files."""
+    bundle = load_bundle(tiny_bundle)
+    clips = [shared_data / "esc10" / row["filename"] for row in esc10_rows[:3]]
+    engine = StreamingClassifier(bundle)
+    for clip in [*clips, clips[0]]:
+        reused = classify_file(clip, bundle, engine=engine, window_s=1.0)
+        fresh = classify_file(clip, bundle, window_s=1.0)
+        assert reused == fresh
+
+
 def test_runtime_posteriors_equal_the_training_path(tiny_bundle: Path, real_clip_path: Path):
     """Batch spectrogram -> patches (training's way) vs the streaming engine: identical."""
     bundle = load_bundle(tiny_bundle)

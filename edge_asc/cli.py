@@ -205,6 +205,9 @@ def train(
     ] = 1,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 50,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    lr_schedule: Annotated[
+        str, typer.Option(help="constant (the paper's) or cosine (decayed to 0 over the run).")
+    ] = "constant",
     l2: Annotated[float, typer.Option(help="L2 regularisation of the kernels.")] = 1e-4,
     mixup_alpha: Annotated[float, typer.Option(help="Beta(a, a) for mixup; 0 = off.")] = 0.4,
     oversample: Annotated[
@@ -241,6 +244,7 @@ def train(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
             l2=l2,
             mixup_alpha=mixup_alpha,
             oversample=oversample,

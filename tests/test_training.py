@@ -235,9 +235,32 @@ def test_loss_falls_on_a_tiny_real_set(real_patches: PatchSet, tmp_path: Path) -
     )
     train_model(real_patches, None, 3, config, tmp_path, verbose=0)
     with open(tmp_path / "history.csv", newline="") as f:
-        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    losses = [float(row["loss"]) for row in rows]
     assert len(losses) == 8
     assert losses[-1] < 0.7 * losses[0], losses
+    # Training throughput is logged per epoch: a positive, finite rate.
+    assert all(0 < float(row["patches_per_s"]) < 1e6 for row in rows), rows
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero(
+    real_patches: PatchSet, tmp_path: Path
+) -> None:
+    from edge_asc.train.training import train_model
+
+    config = TrainConfig(
+        model="cdnn",
+        width=0.0625,
+        epochs=2,
+        batch_size=16,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+    )
+    model = train_model(real_patches, None, 3, config, tmp_path, verbose=0)
+    assert int(model.optimizer.iterations) > 0
+    assert float(model.optimizer.learning_rate) < 1e-9  # the end of the half cosine
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
 
 
 def test_resume_after_an_interruption_gives_the_same_weights(

@@ -6,7 +6,7 @@ Layout::
       run.json                 dataset, split, labels, feature and training settings, versions
       <kind>/model.keras       one model per spectrogram (Keras format: no pickle)
       <kind>/norm.json         normalisation statistics from the training split only
-      <kind>/history.csv       per-epoch loss and accuracy; <kind>/logs/ for TensorBoard
+      <kind>/history.csv       per-epoch loss, accuracy, patches/s; <kind>/logs/ for TensorBoard
       validation.json          the validation clips (path, label, device)
       posteriors.npz           clip posteriors of every spectrogram on the validation clips
       metrics.json             clip accuracy, class/device accuracy, log loss, confusion, fusion

@@ -1,11 +1,12 @@
 # Reproduce the shipped default model from the real ESC-10 recordings in ../shared/data.
-# Runs on 2 CPU cores in about 1.5 hours (or far faster on a GPU); see edge_asc/models/MODEL_CARD.md.
+# Runs on 2 CPU cores in about 1.5-2 hours (or far faster on a GPU); see edge_asc/models/MODEL_CARD.md.
 
 DATA    ?= ../shared/data/esc10/manifest.csv
 RUNS    ?= runs
 CACHE   ?= $(RUNS)/cache
 TRAIN    = edge-asc train --dataset csv --root $(DATA) --features logmel,cqt,gam --model joint \
-           --width 0.25 --epochs 40 --learning-rate 1e-3 --sample-rate 22050 --seed 0 --cache $(CACHE)
+           --width 0.25 --epochs 60 --learning-rate 1e-3 --lr-schedule cosine --sample-rate 22050 \
+           --seed 0 --cache $(CACHE)
 
 .PHONY: default-model validate-default-model
 

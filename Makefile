@@ -13,12 +13,12 @@ TRAIN    = edge-asc train --dataset csv --root $(DATA) --features logmel,cqt,gam
 # 1. Choose and check the settings: train on folds 1-3, validate on fold 4, measure int8.
 validate-default-model:
 	$(TRAIN) --fold 4 --out $(RUNS)/esc10-fold4
-	edge-asc export $(RUNS)/esc10-fold4 --quantize int8 --fusion mean --cache $(CACHE) \
+	edge-asc export $(RUNS)/esc10-fold4 --quantize int8 --fusion max --cache $(CACHE) \
 	    --out $(RUNS)/esc10-fold4/model-int8.easc
 
 # 2. The shipped model: the same settings trained on all four folds.
 default-model: validate-default-model
 	$(TRAIN) --fold 0 --out $(RUNS)/esc10-all
-	edge-asc export $(RUNS)/esc10-all --quantize int8 --fusion mean --cache $(CACHE) \
+	edge-asc export $(RUNS)/esc10-all --quantize int8 --fusion max --cache $(CACHE) \
 	    --out edge_asc/models/default.easc
 	edge-asc info edge_asc/models/default.easc

@@ -24,7 +24,7 @@ def test_shipped_bundle_loads_with_verified_checksums() -> None:
     bundle = load_bundle(default_model())  # checks schema and every member's SHA-256
     assert len(bundle.labels) == 10 and "rain" in bundle.labels
     assert set(bundle.models) == {"logmel", "cqt", "gam"}
-    assert bundle.quantization == "int8" and bundle.default_fusion == "mean"
+    assert bundle.quantization == "int8" and bundle.default_fusion == "max"
     assert default_model().stat().st_size < 15e6
 
 

@@ -49,7 +49,7 @@ def gpu_available() -> bool:
     return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-gpu", "/dev/nvgpu"))
 
 
-def _providers(threads: int | None) -> list[Any]:
+def _providers() -> list[Any]:
     """TensorRT (FP16, engine cache) > CUDA > CPU, limited to what this build offers."""
     available = available_providers()
     chosen: list[Any] = []
@@ -97,7 +97,7 @@ class OnnxModel(PatchModel):
             options.inter_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(
-                bytes(model_bytes), sess_options=options, providers=_providers(threads)
+                bytes(model_bytes), sess_options=options, providers=_providers()
             )
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

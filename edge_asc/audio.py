@@ -23,6 +23,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from edge_asc.errors import EdgeAscError
+
 MIN_SAMPLE_RATE = 1_000
 """Lowest sample rate accepted as a target, in Hz."""
 
@@ -37,7 +39,7 @@ _RESAMPLE_QUALITY = "HQ"
 _READ_ERRORS = (sf.SoundFileError, RuntimeError, OSError, TypeError)
 
 
-class AudioError(Exception):
+class AudioError(EdgeAscError):
     """An audio file that cannot be used; ``str()`` is one line naming the file."""
 
 

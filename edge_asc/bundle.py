@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from edge_asc.errors import EdgeAscError
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
 from edge_asc.files import atomic_output
 
@@ -85,7 +86,7 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class BundleError(Exception):
+class BundleError(EdgeAscError):
     """A bundle that cannot be written or loaded; ``str()`` is one line naming the file."""
 
     def __init__(self, message: str) -> None:

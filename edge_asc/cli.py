@@ -20,7 +20,8 @@ import typer
 
 from edge_asc import __version__
 from edge_asc.audio import AudioError, iter_audio_blocks, load_audio
-from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, FeatureStream, parse_kinds
+from edge_asc.errors import EdgeAscError, one_line
+from edge_asc.features import KINDS, FeatureConfig, FeatureStream, parse_kinds
 from edge_asc.files import atomic_output
 
 app = typer.Typer(
@@ -36,18 +37,18 @@ EXIT_USAGE = 2
 """Exit code for bad input: missing or corrupt audio, bad options, unusable bundles."""
 
 
-class UserError(Exception):
+class UserError(EdgeAscError):
     """A problem with what the user asked for; printed as one line, never a traceback."""
 
 
 def fail(message: str) -> NoReturn:
     """Print ``edge-asc: error: <message>`` on stderr and exit with code 2."""
-    line = " ".join(str(message).split())
+    line = one_line(message)
     typer.echo(f"edge-asc: error: {line}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, AudioError, FeatureConfigError)
+USER_ERRORS: tuple[type[BaseException], ...] = (EdgeAscError,)
 
 
 @contextmanager

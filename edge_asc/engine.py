@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_asc.bundle import Bundle, BundleModel
+from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream
 from edge_asc.fusion import FUSION_RULES, fuse
 from edge_asc.inference import open_model
 
 
-class EngineError(Exception):
+class EngineError(EdgeAscError):
     """A bundle or setting the runtime cannot use; one line."""
 
 

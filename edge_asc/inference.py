@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_asc.errors import EdgeAscError
+
 if TYPE_CHECKING:
     from edge_asc.bundle import BundleModel
 
@@ -28,7 +30,7 @@ BACKENDS: tuple[str, ...] = ("auto", "tflite", "onnx")
 """``--backend`` choices: ``auto`` is ONNX Runtime on a GPU when there is one, else TFLite."""
 
 
-class BackendError(Exception):
+class BackendError(EdgeAscError):
     """No interpreter could be imported, or a model could not be loaded; one line."""
 
 

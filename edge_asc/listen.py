@@ -34,6 +34,7 @@ import soxr
 from edge_asc.audio import audio_info, iter_audio_blocks
 from edge_asc.bundle import Bundle
 from edge_asc.engine import LabelSmoother, PatchResult, SceneWindow, StreamingClassifier
+from edge_asc.errors import EdgeAscError
 from edge_asc.inference import _native_stderr_silenced
 
 BLOCK_FRAMES = 1024
@@ -49,7 +50,7 @@ _POLL_SECONDS = 0.1
 _RESAMPLE_QUALITY = "HQ"  # as edge_asc.audio, so replayed files match `classify`
 
 
-class ListenError(Exception):
+class ListenError(EdgeAscError):
     """A device or stream problem the user can act on; ``str()`` is one line."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from edge_asc.errors import EdgeAscError
 from edge_asc.export.unrolled_gru import UnrolledBiGRU
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -21,7 +22,7 @@ QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 activations; int8: full integer (weights, activations, input and output)."""
 
 
-class ConversionError(Exception):
+class ConversionError(EdgeAscError):
     """A model that cannot become a builtin-only TFLite model; one line."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_asc.bundle import BUNDLE_SUFFIX, SCHEMA_VERSION, write_bundle
+from edge_asc.errors import EdgeAscError
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
 from edge_asc.export.onnx_graph import to_onnx
 from edge_asc.features import NormStats, parse_kinds
@@ -35,7 +36,7 @@ REPRESENTATIVE_PATCHES = 200
 """Training patches that calibrate int8 activation ranges (drawn with a fixed seed)."""
 
 
-class ExportError(Exception):
+class ExportError(EdgeAscError):
     """An export that cannot be done as asked; one line."""
 
 

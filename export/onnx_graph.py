@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_asc.errors import EdgeAscError
+
 OPSET = 17
 """ONNX opset written (ONNX Runtime >= 1.11, TensorRT 8.5+)."""
 
@@ -25,7 +27,7 @@ INPUT_NAME = "patch"
 OUTPUT_NAME = "probabilities"
 
 
-class OnnxExportError(Exception):
+class OnnxExportError(EdgeAscError):
     """A layer this writer does not know; one line."""
 
 

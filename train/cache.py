@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_asc.audio import AudioError, load_audio
+from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream, NormStats
 from edge_asc.files import atomic_output
 
@@ -28,7 +29,7 @@ FRONT_END_VERSION = 1
 """Bump when the spectrogram code changes its output, to invalidate every cache."""
 
 
-class CacheError(Exception):
+class CacheError(EdgeAscError):
     """Feature extraction failed for a clip; the message is one line naming it."""
 
 

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from edge_asc.errors import EdgeAscError
+
 __all__ = [
     "AUDIO_EXTENSIONS",
     "DATASETS",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class DatasetError(Exception):
+class DatasetError(EdgeAscError):
     """One-line, user-facing error; names the offending file."""
 
 

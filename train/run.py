@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_asc import __version__
+from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, NormStats, parse_kinds
 from edge_asc.files import atomic_output
 from edge_asc.train.cache import FeatureCache
@@ -52,7 +53,7 @@ from edge_asc.train.training import PatchSet, TrainConfig, assemble_patches
 RUN_SCHEMA = 1
 
 
-class RunError(Exception):
+class RunError(EdgeAscError):
     """A run directory that cannot be used as asked; one line."""
 
 

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge_asc.errors import EdgeAscError
+
 KINDS: tuple[str, ...] = ("stft", "logmel", "mfcc", "cqt", "gam")
 """The five spectrograms of the paper, in its order."""
 
@@ -31,7 +33,7 @@ STFT_KINDS: frozenset[str] = frozenset({"stft", "logmel", "mfcc", "gam"})
 """Spectrograms computed from the shared STFT (the CQT has its own filters)."""
 
 
-class FeatureConfigError(ValueError):
+class FeatureConfigError(EdgeAscError, ValueError):
     """A feature configuration that cannot produce valid spectrograms."""
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_asc.audio import load_audio
+from edge_asc.backends import open_model
 from edge_asc.bench import run_bench
 from edge_asc.bundle import load_bundle
 from edge_asc.cli import default_model
-from edge_asc.inference import open_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,8 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 """Highest sample rate accepted as a target, in Hz."""
 
-_RESAMPLE_QUALITY = "HQ"
+RESAMPLE_QUALITY = "HQ"
+"""soxr quality of every resampling in edge-asc (files, replays and microphones alike)."""
 
 # What soundfile raises for input it cannot handle: LibsndfileError (a RuntimeError) for
 # unreadable, foreign or corrupt files, OSError for some system errors, and TypeError for
@@ -158,7 +159,7 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
         raise AudioError(f"{_quote(path)} holds no audio samples")
     mono = _downmix_checked(data, path)
     if file_rate != target:
-        mono = soxr.resample(mono, file_rate, target, quality=_RESAMPLE_QUALITY)
+        mono = soxr.resample(mono, file_rate, target, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -219,7 +220,7 @@ def _stream_blocks(
         stream = None
         if handle.samplerate != target:
             stream = soxr.ResampleStream(
-                handle.samplerate, target, 1, dtype="float32", quality=_RESAMPLE_QUALITY
+                handle.samplerate, target, 1, dtype="float32", quality=RESAMPLE_QUALITY
             )
         # Read one block ahead, so the resampler is told which block is the last one and
         # flushes the samples it is holding back.

@@ -3,8 +3,9 @@
 Reports, in the spirit of DCASE's ``complexity.json``: the arithmetic of the spectrograms
 and of the models per second of audio, the real-time factor split into features and
 inference, the latency from a patch's last sample to the label update, and memory. Audio is
-pushed through :class:`~edge_asc.engine.StreamingClassifier` in microphone-sized blocks, as
-``listen`` does, as fast as the machine allows.
+pushed through :class:`~edge_asc.engine.StreamingClassifier` and
+:class:`~edge_asc.tracker.SceneTracker` in microphone-sized blocks, as ``listen`` does, as
+fast as the machine allows.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import numpy as np
 
 from edge_asc import __version__
 from edge_asc.bundle import Bundle
-from edge_asc.engine import LabelSmoother, SceneWindow, StreamingClassifier
+from edge_asc.engine import StreamingClassifier
 from edge_asc.features import FeatureConfig, timing
 from edge_asc.features.cqt import cqt_plan
+from edge_asc.tracker import SceneTracker
 
 
 def _fft_macs(n: int) -> float:
@@ -103,7 +105,7 @@ def run_bench(
     progress : bool
         Show a progress bar.
     backend : str
-        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.inference.open_model`).
+        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.backends.open_model`).
 
     Returns
     -------
@@ -111,9 +113,7 @@ def run_bench(
         The report (see the keys in the returned dict).
     """
     engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
-    fusion = fusion or bundle.default_fusion
-    window = SceneWindow(engine.kinds, len(bundle.labels), window_s, fusion)
-    smoother = LabelSmoother()
+    tracker = SceneTracker(bundle.labels, engine.kinds, window_s, fusion or bundle.default_fusion)
     rate = engine.sample_rate
     total = int((seconds if seconds else audio.size / rate) * rate)
     latencies: list[float] = []
@@ -134,10 +134,7 @@ def run_bench(
             started = time.perf_counter()
             results = engine.push(chunk)
             if results:
-                window.add(results)
-                scores, _ = window.scores()
-                if scores is not None:
-                    smoother.update(scores)
+                tracker.add(results)
                 latencies.append(time.perf_counter() - started)
             sent += chunk.size
             if rss_after_warmup is None and sent >= min(total, 30 * rate):
@@ -179,7 +176,8 @@ def run_bench(
         "backend": engine.backend,
         "block_samples": block,
         "audio_seconds": round(audio_s, 3),
-        "patches": {k: int(s.next_patch) for k, s in engine._states.items()},
+        "patches": engine.patches_done,
+        "last_label": tracker.last.label if tracker.last else None,
         "feature_macs_per_second": {k: round(v) for k, v in features.items()},
         "feature_macs_per_second_total": round(sum(features.values())),
         "models": models,

@@ -17,7 +17,8 @@ import numpy as np
 
 from edge_asc.audio import AudioError, iter_audio_blocks
 from edge_asc.bundle import Bundle
-from edge_asc.engine import PatchResult, StreamingClassifier, clip_scores
+from edge_asc.engine import PatchResult, StreamingClassifier
+from edge_asc.tracker import Scene, SceneTracker, clip_scores
 
 AUDIO_SUFFIXES = frozenset(
     {
@@ -126,11 +127,11 @@ def classify_file(
     threads : int, optional
         Interpreter threads.
     window_s : float
-        Length of the windows of the timeline.
+        Seconds of patches the timeline's label averages (as ``listen --window``).
     block_frames : int
         Frames read from the file per step.
     backend : str
-        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.inference.open_model`).
+        ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.backends.open_model`).
     engine : StreamingClassifier, optional
         An engine for ``bundle`` and ``kinds`` to reuse (it is reset first): loading models
         once matters for many files, above all on a GPU. ``threads`` and ``backend`` are
@@ -146,15 +147,19 @@ def classify_file(
     else:
         engine.reset()
     fusion = fusion or bundle.default_fusion
+    tracker = SceneTracker(bundle.labels, engine.kinds, window_s, fusion)
     results: list[PatchResult] = []
+    timeline: list[dict[str, Any]] = []
     for block in iter_audio_blocks(path, engine.sample_rate, block_frames):
-        results.extend(engine.push(block))
+        patches = engine.push(block)
+        results.extend(patches)
+        timeline.extend(_timeline_row(scene, window_s) for scene in tracker.add(patches))
     duration = engine.samples_in / engine.sample_rate
     fused, per_kind = clip_scores(results, engine.kinds, len(bundle.labels), fusion)
     if fused is None:
         raise AudioError(
             f"'{path}' is too short: {duration:.2f} s of audio, the models need at least "
-            f"{minimum_seconds(engine):.2f} s for one patch"
+            f"{engine.first_patch_seconds:.2f} s for one patch"
         )
     labels = bundle.labels
     return FileResult(
@@ -164,48 +169,16 @@ def classify_file(
         per_spectrogram={k: _labelled(v, labels) for k, v in per_kind.items()},
         patches=len(results),
         duration_s=duration,
-        timeline=_timeline(results, engine.kinds, labels, fusion, window_s),
+        timeline=timeline,
     )
 
 
-def minimum_seconds(engine: StreamingClassifier) -> float:
-    """Audio needed before the first patch of every spectrogram is complete."""
-    from edge_asc.features import timing
-
-    longest = 0.0
-    for kind, state in engine._states.items():
-        t = timing(kind, state.member.features)
-        samples = (state.frames - 1) * t.hop + t.lookahead
-        longest = max(longest, samples / state.member.features.sample_rate)
-    return longest
-
-
-def _timeline(
-    results: Sequence[PatchResult],
-    kinds: Sequence[str],
-    labels: Sequence[str],
-    fusion: str,
-    window_s: float,
-) -> list[dict[str, Any]]:
-    """Consecutive windows of ``window_s``: the patches that end in each, fused."""
-    if not results:
-        return []
-    out = []
-    last = max(r.end_s for r in results)
-    n_windows = max(1, int(np.ceil(last / window_s - 1e-9)))
-    for w in range(n_windows):
-        start, end = w * window_s, (w + 1) * window_s
-        inside = [r for r in results if start < r.end_s <= end + 1e-9]
-        fused, _ = clip_scores(inside, kinds, len(labels), fusion)
-        if fused is None:
-            continue
-        best = int(np.argmax(fused))
-        out.append(
-            {
-                "start_s": round(start, 3),
-                "end_s": round(min(end, last), 3),
-                "label": labels[best],
-                "score": round(float(fused[best]), 6),
-            }
-        )
-    return out
+def _timeline_row(scene: Scene, window_s: float) -> dict[str, Any]:
+    """One row of ``--timeline``: the tracker's steady label after a patch."""
+    return {
+        "start_s": round(max(0.0, scene.end_s - window_s), 3),
+        "end_s": round(scene.end_s, 3),
+        "label": scene.label,
+        "score": round(scene.score, 6),
+        "window_label": scene.window_label,
+    }

@@ -1,32 +1,28 @@
-"""From audio samples to scene labels: the one inference path of the runtime.
+"""From audio samples to patch posteriors: the one inference path of the runtime.
 
 :class:`StreamingClassifier` takes blocks of mono samples of any size, feeds the streaming
-spectrograms (one shared STFT per feature setting), cuts each newly completed 128-frame
-patch, normalises it with the bundle's statistics and runs that spectrogram's TFLite model.
-Files (``classify``), replayed files and the live microphone (``listen``) all go through
-it, so they give the same patch posteriors for the same audio, whatever the block sizes.
-
-:class:`SceneWindow` averages the patch posteriors of the last few seconds per spectrogram
-(eq. 18) and fuses the spectrograms (eqs. 20, 23, 24); :class:`LabelSmoother` turns the
-window scores into a steady label with hysteresis.
+spectrograms (one shared STFT per feature setting), cuts each newly completed 128-frame patch
+(:class:`~edge_asc.features.PatchCutter`), normalises it with the bundle's statistics and runs
+that spectrogram's model. Files (``classify``), replayed files and the live microphone
+(``listen``) all go through it, so they give the same patch posteriors for the same audio,
+whatever the block sizes. What happens to the posteriors next (window, fusion, label) is the
+:mod:`edge_asc.tracker`'s job.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_asc.backends import open_model
 from edge_asc.bundle import Bundle, BundleModel
 from edge_asc.errors import EdgeAscError
-from edge_asc.features import FeatureConfig, FeatureStream
-from edge_asc.fusion import FUSION_RULES, fuse
-from edge_asc.inference import open_model
+from edge_asc.features import FeatureConfig, FeatureStream, PatchCutter, timing
 
 
 class EngineError(EdgeAscError):
@@ -46,8 +42,9 @@ class PatchResult:
     start_s, end_s : float
         Time span of the patch's frames (centre of the first frame to one hop past the
         centre of the last), in seconds from the stream's start.
-    ready_sample : int
-        Input samples that had arrived when the patch completed.
+    due_sample : int
+        Input samples needed for the patch to be complete (whatever the block sizes): the
+        order in which patches become available.
     probs : numpy.ndarray
         ``(C,)`` class probabilities.
     """
@@ -56,28 +53,35 @@ class PatchResult:
     index: int
     start_s: float
     end_s: float
-    ready_sample: int
+    due_sample: int
     probs: np.ndarray = field(repr=False)
 
 
-class _KindState:
-    """Frames of one spectrogram waiting to become patches."""
+class _Spectrogram:
+    """One spectrogram's model, patch cutter and timing."""
 
-    def __init__(
-        self, member: BundleModel, frames: int, hop: int, threads: int | None, backend: str
-    ):
+    def __init__(self, member: BundleModel, frames: int, hop: int, model_kwargs: dict) -> None:
         self.member = member
-        self.model = open_model(member, backend, threads=threads)
-        if self.model.input_shape[:2] != (member.features.n_bins, frames):
+        features = member.features
+        self.model = open_model(member, **model_kwargs)
+        if self.model.input_shape[:2] != (features.n_bins, frames):
             raise EngineError(
                 f"{member.kind} model takes {self.model.input_shape[:2]} patches, the bundle "
-                f"says {(member.features.n_bins, frames)}"
+                f"says {(features.n_bins, frames)}"
             )
-        self.frames = frames
-        self.hop = hop
-        self.buffer = np.zeros((member.features.n_bins, 0), dtype=np.float32)
-        self.buffer_start = 0  # frame index of buffer[:, 0]
-        self.next_patch = 0
+        self.cutter = PatchCutter(features.n_bins, frames, hop)
+        self.seconds_per_frame = features.hop_length / features.sample_rate
+        frame_timing = timing(member.kind, features)
+        self._frame_hop, self._lookahead = frame_timing.hop, frame_timing.lookahead
+
+    def due_sample(self, index: int) -> int:
+        """Samples that must be in before patch ``index`` is complete."""
+        last_frame = self.cutter.first_frame(index) + self.cutter.width - 1
+        return last_frame * self._frame_hop + self._lookahead
+
+    def classify(self, patches: list[np.ndarray]) -> np.ndarray:
+        """Posteriors ``(n, C)`` of raw patches, in order."""
+        return self.model.predict(np.stack([self.member.norm.apply(p) for p in patches]))
 
 
 class StreamingClassifier:
@@ -91,15 +95,21 @@ class StreamingClassifier:
         Spectrograms to use (all of the bundle's by default).
     threads : int, optional
         Interpreter threads per model.
-    backend : str
-        ``auto`` (ONNX Runtime on a GPU when there is one and the bundle has ONNX models,
-        else TFLite), ``tflite`` or ``onnx``; see :func:`edge_asc.inference.open_model`.
     patch_hop : int, optional
         Frames between patch starts; the patch width (non-overlapping, as in training) by
         default. A smaller hop gives more frequent updates for the same models.
     parallel : bool
         Run different spectrograms' models on different cores when their patches complete
         together (same results, less wall time).
+    backend : str
+        ``auto``, ``tflite`` or ``onnx``; see :func:`edge_asc.backends.open_model`.
+
+    Attributes
+    ----------
+    samples_in : int
+        Samples pushed since the last :meth:`reset`.
+    feature_seconds, inference_seconds : float
+        Wall time spent on spectrograms and in the models since the last reset.
     """
 
     def __init__(
@@ -120,200 +130,102 @@ class StreamingClassifier:
         rates = {m.features.sample_rate for m in members.values()}
         if len(rates) != 1:
             raise EngineError(f"the chosen spectrograms use different sample rates: {rates}")
-        self.sample_rate = rates.pop()
-        self.kinds = tuple(members)
-        self._states = {k: _KindState(m, frames, hop, threads, backend) for k, m in members.items()}
-        self.backend = next(iter(self._states.values())).model.backend
+        self.sample_rate: int = rates.pop()
+        self.kinds: tuple[str, ...] = tuple(members)
+        model_kwargs = {"backend": backend, "threads": threads}
+        self._spectrograms = {
+            kind: _Spectrogram(member, frames, hop, model_kwargs)
+            for kind, member in members.items()
+        }
+        self.backend: str = next(iter(self._spectrograms.values())).model.backend
         self._groups: dict[FeatureConfig, list[str]] = {}
         for kind, member in members.items():
             self._groups.setdefault(member.features, []).append(kind)
         self.reset()
-        workers = min(len(self._states), os.cpu_count() or 1)
+        workers = min(len(self._spectrograms), os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
 
     def reset(self) -> None:
         """Forget all audio, to start a new recording with the same (already loaded) models."""
         self._streams = [FeatureStream(ks, config) for config, ks in self._groups.items()]
-        for state in self._states.values():
-            state.buffer = state.buffer[:, :0]
-            state.buffer_start = 0
-            state.next_patch = 0
+        for spectrogram in self._spectrograms.values():
+            spectrogram.cutter.reset()
         self.samples_in = 0
-        self.feature_seconds = 0.0  # wall time spent on spectrograms (for `edge-asc bench`)
-        self.inference_seconds = 0.0  # wall time spent in the models
+        self.feature_seconds = 0.0
+        self.inference_seconds = 0.0
 
     @property
     def patch_seconds(self) -> float:
         """Duration one patch covers."""
-        state = next(iter(self._states.values()))
-        features = state.member.features
-        return state.frames * features.hop_length / features.sample_rate
+        first = next(iter(self._spectrograms.values()))
+        return first.cutter.width * first.seconds_per_frame
+
+    @property
+    def patches_done(self) -> dict[str, int]:
+        """Patches completed so far, per spectrogram."""
+        return {kind: s.cutter.patches_done for kind, s in self._spectrograms.items()}
+
+    @property
+    def frames_held(self) -> dict[str, int]:
+        """Spectrogram frames waiting for their patch, per spectrogram (stays bounded)."""
+        return {kind: s.cutter.frames_held for kind, s in self._spectrograms.items()}
+
+    @property
+    def first_patch_seconds(self) -> float:
+        """Audio needed before the first patch of every spectrogram is complete."""
+        due = max(s.due_sample(0) for s in self._spectrograms.values())
+        return due / self.sample_rate
 
     def push(self, samples: np.ndarray) -> list[PatchResult]:
-        """Feed mono samples at :attr:`sample_rate`; return the patches they completed."""
+        """Feed mono samples at :attr:`sample_rate`; return the patches they completed.
+
+        The patches come in the order they became due (see :attr:`PatchResult.due_sample`),
+        spectrograms in the engine's order for equal due samples.
+        """
         block = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples_in += block.size
-        jobs: list[tuple[str, int, np.ndarray]] = []
+        started = time.perf_counter()
+        ready: dict[str, list[tuple[int, np.ndarray]]] = {}
         for stream in self._streams:
-            started = time.perf_counter()
-            frames = stream.push(block)
-            self.feature_seconds += time.perf_counter() - started
-            for kind, new_frames in frames.items():
-                jobs.extend(self._ready_patches(kind, new_frames))
-        if not jobs:
+            for kind, new_frames in stream.push(block).items():
+                patches = self._spectrograms[kind].cutter.push(new_frames)
+                if patches:
+                    ready[kind] = patches
+        self.feature_seconds += time.perf_counter() - started
+        if not ready:
             return []
         started = time.perf_counter()
-        by_kind: dict[str, list[np.ndarray]] = {}
-        for kind, _, patch in jobs:
-            by_kind.setdefault(kind, []).append(patch)
-        if self._pool is not None and len(by_kind) > 1:
+        jobs = [
+            (self._spectrograms[kind], [p for _, p in patches]) for kind, patches in ready.items()
+        ]
+        if self._pool is not None and len(jobs) > 1:
             # Different spectrograms' models run on different cores at once (the
             # interpreter releases the GIL); one interpreter is never used by two threads.
-            outputs = dict(
-                zip(by_kind, self._pool.map(self._classify, by_kind.items()), strict=True)
-            )
+            outputs = list(self._pool.map(lambda job: job[0].classify(job[1]), jobs))
         else:
-            outputs = {item[0]: self._classify(item) for item in by_kind.items()}
+            outputs = [spectrogram.classify(patches) for spectrogram, patches in jobs]
         self.inference_seconds += time.perf_counter() - started
-        taken = dict.fromkeys(by_kind, 0)
         results = []
-        for kind, index, _ in jobs:
-            p = outputs[kind][taken[kind]]
-            taken[kind] += 1
-            state = self._states[kind]
-            features = state.member.features
-            seconds_per_frame = features.hop_length / features.sample_rate
-            first = index * state.hop
-            results.append(
-                PatchResult(
-                    kind=kind,
-                    index=index,
-                    start_s=first * seconds_per_frame,
-                    end_s=(first + state.frames) * seconds_per_frame,
-                    ready_sample=self.samples_in,
-                    probs=p,
+        for (kind, patches), probs in zip(ready.items(), outputs, strict=True):
+            spectrogram = self._spectrograms[kind]
+            for (index, _), p in zip(patches, probs, strict=True):
+                first = spectrogram.cutter.first_frame(index)
+                results.append(
+                    PatchResult(
+                        kind=kind,
+                        index=index,
+                        start_s=first * spectrogram.seconds_per_frame,
+                        end_s=(first + spectrogram.cutter.width) * spectrogram.seconds_per_frame,
+                        due_sample=spectrogram.due_sample(index),
+                        probs=p,
+                    )
                 )
-            )
+        order = {kind: i for i, kind in enumerate(self.kinds)}
+        results.sort(key=lambda r: (r.due_sample, order[r.kind]))
         return results
-
-    def _classify(self, item: tuple[str, list[np.ndarray]]) -> np.ndarray:
-        """Posteriors ``(n, C)`` of one spectrogram's raw patches, in order."""
-        kind, patches = item
-        state = self._states[kind]
-        return state.model.predict(np.stack([state.member.norm.apply(p) for p in patches]))
-
-    def _ready_patches(
-        self, kind: str, new_frames: np.ndarray
-    ) -> list[tuple[str, int, np.ndarray]]:
-        """Patches of ``kind`` completed by ``new_frames``: (kind, index, raw patch)."""
-        state = self._states[kind]
-        if new_frames.shape[1]:
-            state.buffer = np.concatenate([state.buffer, new_frames], axis=1)
-        out = []
-        while True:
-            start = state.next_patch * state.hop - state.buffer_start
-            if start + state.frames > state.buffer.shape[1]:
-                break
-            out.append((kind, state.next_patch, state.buffer[:, start : start + state.frames]))
-            state.next_patch += 1
-        # Keep only the frames a future patch can still use: memory stays flat.
-        keep_from = state.next_patch * state.hop - state.buffer_start
-        if keep_from > 0:
-            state.buffer = state.buffer[:, keep_from:]
-            state.buffer_start += keep_from
-        return out
 
     def close(self) -> None:
         """Stop the worker threads (also done when the classifier is garbage collected)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-
-
-def clip_scores(
-    results: Sequence[PatchResult], kinds: Sequence[str], n_classes: int, fusion: str
-) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """Per-spectrogram mean patch posterior (eq. 18) and their fusion.
-
-    Returns ``(None, {})`` when no patch is there yet; a spectrogram without patches is
-    left out of the fusion.
-    """
-    if fusion not in FUSION_RULES:
-        raise EngineError(f"unknown fusion rule {fusion!r}; choose from {', '.join(FUSION_RULES)}")
-    per_kind: dict[str, np.ndarray] = {}
-    for kind in kinds:
-        probs = [r.probs for r in results if r.kind == kind]
-        if probs:
-            per_kind[kind] = np.mean(probs, axis=0)
-    if not per_kind:
-        return None, {}
-    fused = fuse([p[None] for p in per_kind.values()], fusion)[0]
-    assert fused.shape == (n_classes,)
-    return fused, per_kind
-
-
-class SceneWindow:
-    """The patch posteriors of the last ``window_s`` seconds, fused across spectrograms."""
-
-    def __init__(
-        self, kinds: Sequence[str], n_classes: int, window_s: float = 3.0, fusion: str = "prod"
-    ) -> None:
-        if window_s <= 0:
-            raise EngineError("the window must be longer than 0 s")
-        if fusion not in FUSION_RULES:
-            raise EngineError(
-                f"unknown fusion rule {fusion!r}; choose from {', '.join(FUSION_RULES)}"
-            )
-        self.kinds, self.n_classes, self.window_s, self.fusion = kinds, n_classes, window_s, fusion
-        self._recent: deque[PatchResult] = deque()
-
-    def add(self, results: Sequence[PatchResult]) -> None:
-        """Add new patches and forget those that ended more than a window before the newest."""
-        self._recent.extend(results)
-        if not self._recent:
-            return
-        newest = max(r.end_s for r in self._recent)
-        while self._recent and self._recent[0].end_s < newest - self.window_s - 1e-9:
-            self._recent.popleft()
-
-    def scores(self) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        """Fused scores of the window and the per-spectrogram means."""
-        return clip_scores(list(self._recent), self.kinds, self.n_classes, self.fusion)
-
-
-class LabelSmoother:
-    """A steady label: exponential smoothing of scores plus hysteresis.
-
-    The label changes only when another class leads the current one by ``margin`` for
-    ``hold`` consecutive updates, so two close scenes do not make it flicker.
-    """
-
-    def __init__(self, alpha: float = 0.5, margin: float = 0.1, hold: int = 2) -> None:
-        if not 0 < alpha <= 1:
-            raise EngineError("smoothing alpha must be in (0, 1]")
-        self.alpha, self.margin, self.hold = alpha, margin, max(1, hold)
-        self.smoothed: np.ndarray | None = None
-        self.label: int | None = None
-        self._challenger: int | None = None
-        self._streak = 0
-
-    def update(self, scores: np.ndarray) -> int:
-        """Fold in new window scores; return the current label index."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if self.smoothed is None:
-            self.smoothed = scores.copy()
-        else:
-            self.smoothed = self.alpha * scores + (1 - self.alpha) * self.smoothed
-        best = int(np.argmax(self.smoothed))
-        if self.label is None:
-            self.label = best
-        elif best != self.label and (
-            self.smoothed[best] - self.smoothed[self.label] >= self.margin
-        ):
-            self._streak = self._streak + 1 if best == self._challenger else 1
-            self._challenger = best
-            if self._streak >= self.hold:
-                self.label, self._challenger, self._streak = best, None, 0
-        else:
-            self._challenger, self._streak = None, 0
-        return self.label

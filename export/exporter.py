@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_asc.backends.onnx import OnnxModel
+from edge_asc.backends.tflite import TFLiteModel
 from edge_asc.bundle import BUNDLE_SUFFIX, SCHEMA_VERSION, write_bundle
 from edge_asc.errors import EdgeAscError
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
 from edge_asc.export.onnx_graph import to_onnx
 from edge_asc.features import NormStats, parse_kinds
-from edge_asc.inference import TFLiteModel
-from edge_asc.onnx_backend import OnnxModel
 from edge_asc.train.cache import FeatureCache
 from edge_asc.train.datasets import read_dataset
 from edge_asc.train.evaluation import FUSION_RULES, clip_posteriors

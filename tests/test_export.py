@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edge_asc.backends.tflite import TFLiteModel
 from edge_asc.bundle import load_bundle
 from edge_asc.cli import app
 from edge_asc.features import NormStats
-from edge_asc.inference import TFLiteModel
 
 pytest.importorskip("tensorflow", reason="export needs the [train] extra")
 

@@ -29,16 +29,17 @@ from edge_asc.audio import load_audio
 from edge_asc.bundle import load_bundle
 from edge_asc.classify import classify_file
 from edge_asc.cli import app
-from edge_asc.engine import LabelSmoother, StreamingClassifier
-from edge_asc.listen import (
+from edge_asc.engine import StreamingClassifier
+from edge_asc.listen import Listener
+from edge_asc.sources import (
     BlockQueue,
     InputDevice,
-    Listener,
     ListenError,
     MicrophoneSource,
     match_device,
     replay_source,
 )
+from edge_asc.tracker import LabelSmoother
 
 runner = CliRunner()
 
@@ -73,8 +74,8 @@ def test_replayed_file_gives_the_file_path_answers(tiny_bundle: Path, real_clip_
 
     # The worker's patches vs the engine fed at random block sizes: identical posteriors.
     listener = Listener(bundle)
-    with replay_source(real_clip_path) as source:
-        heard = sorted((p for u in listener.run(source) for p in u.patches), key=_key)
+    with listener.source(replay_source(real_clip_path)) as source:
+        heard = sorted((p for u in listener.updates_from(source) for p in u.patches), key=_key)
     signal_ = load_audio(real_clip_path, 22050)
     engine = StreamingClassifier(bundle)
     rng = np.random.default_rng(11)
@@ -101,9 +102,9 @@ def test_a_48k_stereo_file_is_resampled_by_the_worker(tiny_bundle: Path, real_cl
     bundle = load_bundle(tiny_bundle)
     expected = classify_file(stereo, bundle)
     listener = Listener(bundle, window_s=10.0)
-    with replay_source(stereo) as source:
-        assert source.sample_rate == 48000
-        updates = list(listener.run(source))
+    with listener.source(replay_source(stereo)) as source:
+        assert source.input_rate == 48000 and source.sample_rate == 22050
+        updates = list(listener.updates_from(source))
     assert updates[-1].window_label == expected.label
     assert {k: round(v, 6) for k, v in updates[-1].scores.items()} == expected.scores
 

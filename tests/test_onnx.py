@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edge_asc.backends import BackendError, open_model
+from edge_asc.backends.tflite import TFLiteModel
 from edge_asc.bundle import load_bundle
 from edge_asc.classify import classify_file
 from edge_asc.cli import app
-from edge_asc.inference import BackendError, TFLiteModel, open_model
 
 ort = pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
 
@@ -27,8 +28,8 @@ INT8_TOLERANCE = 0.1
 def test_every_architecture_matches_keras(name: str) -> None:
     """Random weights and batch-norm statistics, so every layer's translation is exercised."""
     pytest.importorskip("tensorflow", reason="building models needs the [train] extra")
+    from edge_asc.backends.onnx import OnnxModel
     from edge_asc.export.onnx_graph import to_onnx
-    from edge_asc.onnx_backend import OnnxModel
     from edge_asc.train.models import build_model
 
     rng = np.random.default_rng(11)
@@ -93,7 +94,7 @@ def test_default_model_onnx_agrees_with_int8_tflite(shared_data: Path) -> None:
 
 
 def test_auto_is_tflite_without_a_gpu(tiny_bundle: Path) -> None:
-    from edge_asc.onnx_backend import gpu_available
+    from edge_asc.backends.onnx import gpu_available
 
     if gpu_available():
         pytest.skip("this machine has a GPU: auto picks ONNX Runtime here")

@@ -5,7 +5,7 @@ computes them incrementally and :func:`compute` in one go, by the same code.
 """
 
 from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig, FeatureConfigError
-from edge_asc.features.patches import NormStats, cut_patches
+from edge_asc.features.patches import NormStats, PatchCutter, cut_patches
 from edge_asc.features.spectrograms import (
     FeatureStream,
     FrameTiming,
@@ -23,6 +23,7 @@ __all__ = [
     "FeatureStream",
     "FrameTiming",
     "NormStats",
+    "PatchCutter",
     "compute",
     "compute_many",
     "cut_patches",

@@ -109,3 +109,59 @@ class NormStats:
         if mean.ndim != 1 or mean.shape != std.shape or not np.all(std > 0):
             raise ValueError("normalisation stats need equal-length 1-D mean and std, std > 0")
         return cls(mean=mean, std=std)
+
+
+class PatchCutter:
+    """Streaming :func:`cut_patches`: frames in, the patches they complete out.
+
+    Like the frame buffer of the spectrograms, it keeps only the frames a future patch can
+    still use, so memory stays flat on an endless stream.
+
+    Parameters
+    ----------
+    bins : int
+        Rows of each frame.
+    width : int
+        Frames per patch.
+    hop : int, optional
+        Frames between patch starts (``width`` by default: non-overlapping).
+    """
+
+    def __init__(self, bins: int, width: int = 128, hop: int | None = None) -> None:
+        hop = width if hop is None else hop
+        if width < 1 or not 1 <= hop <= width:
+            raise ValueError(f"patch hop must be between 1 and {width} frames, got {hop}")
+        self.bins, self.width, self.hop = bins, width, hop
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every frame, to start a new stream."""
+        self._buffer = np.zeros((self.bins, 0), dtype=np.float32)
+        self._buffer_start = 0  # stream frame index of _buffer[:, 0]
+        self.patches_done = 0
+
+    @property
+    def frames_held(self) -> int:
+        """Frames kept for the patches still to come (less than ``2 * width``)."""
+        return self._buffer.shape[1]
+
+    def first_frame(self, index: int) -> int:
+        """Stream frame index where patch ``index`` starts."""
+        return index * self.hop
+
+    def push(self, frames: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Add ``(bins, n)`` new frames; return ``(index, (bins, width) patch)`` completed."""
+        if frames.shape[1]:
+            self._buffer = np.concatenate([self._buffer, frames], axis=1)
+        out = []
+        while True:
+            start = self.first_frame(self.patches_done) - self._buffer_start
+            if start + self.width > self._buffer.shape[1]:
+                break
+            out.append((self.patches_done, self._buffer[:, start : start + self.width]))
+            self.patches_done += 1
+        keep_from = self.first_frame(self.patches_done) - self._buffer_start
+        if keep_from > 0:
+            self._buffer = self._buffer[:, keep_from:]
+            self._buffer_start += keep_from
+        return out

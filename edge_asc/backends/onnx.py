@@ -7,7 +7,7 @@ time it runs, which takes minutes on a Jetson, so engines are cached on disk und
 model and the TensorRT version stay the same. Layers TensorRT cannot take fall back to CUDA,
 then to the CPU, inside the same session.
 
-:class:`OnnxModel` is a :class:`edge_asc.inference.PatchModel` like the TFLite model, so the
+:class:`OnnxModel` is a :class:`edge_asc.backends.base.PatchModel` like the TFLite model, so the
 streaming engine does not care which one it drives.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_asc.inference import BackendError, PatchModel
+from edge_asc.backends.base import BackendError, PatchModel
 
 GPU_PROVIDERS: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 """ONNX Runtime providers that mean "a GPU", in order of preference."""

@@ -1,0 +1,116 @@
+"""What every command shares: the app, one-line errors, and the runtime commands' options."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from edge_asc.errors import EdgeAscError, one_line
+from edge_asc.features import FeatureConfig, parse_kinds
+
+if TYPE_CHECKING:
+    from edge_asc.bundle import Bundle
+
+app = typer.Typer(
+    name="edge-asc",
+    help="Acoustic scene classification at the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_USAGE = 2
+"""Exit code for bad input: missing or corrupt audio, bad options, unusable bundles."""
+
+FUSION_CHOICES = ("mean", "prod", "max")
+"""Late-fusion rules the runtime commands take."""
+
+
+class UserError(EdgeAscError):
+    """A problem with what the user asked for; printed as one line, never a traceback."""
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``edge-asc: error: <message>`` on stderr and exit with code 2."""
+    typer.echo(f"edge-asc: error: {one_line(message)}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's user-facing exceptions (and OS errors) into :func:`fail`."""
+    try:
+        yield
+    except EdgeAscError as exc:
+        fail(str(exc))
+    except OSError as exc:  # disk full, permission denied, missing output folder
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        fail(f"{where}{exc.strerror or exc}")
+
+
+def feature_config(preset: str, sample_rate: int | None) -> FeatureConfig:
+    """The front-end settings of a named preset, at ``sample_rate`` if given."""
+    presets: dict[str, Callable[[], FeatureConfig]] = {
+        "default": FeatureConfig,
+        "paper": FeatureConfig.paper,
+    }
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r}; choose from {', '.join(presets)}")
+    config = presets[preset]()
+    if sample_rate is not None:
+        config = dataclasses.replace(config, sample_rate=sample_rate)
+    return config
+
+
+def kinds_option(features: str | None) -> tuple[str, ...] | None:
+    """Parse a ``--features`` value (``None`` keeps all of the bundle's)."""
+    if features is None:
+        return None
+    try:
+        return parse_kinds(features)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def check_fusion(fusion: str | None) -> None:
+    """Refuse an unknown ``--fusion`` before anything is loaded."""
+    if fusion is not None and fusion not in FUSION_CHOICES:
+        raise UserError(f"unknown fusion rule {fusion!r}; choose {', '.join(FUSION_CHOICES)}")
+
+
+def default_model() -> Path:
+    """The bundle shipped inside the package (``--model`` may be omitted)."""
+    from importlib.resources import files
+
+    return Path(str(files("edge_asc") / "models" / "default.easc"))
+
+
+def open_bundle(model: Path | None, kinds: tuple[str, ...] | None) -> Bundle:
+    """Load ``model`` (or the shipped default) with the spectrograms asked for."""
+    from edge_asc.bundle import load_bundle
+
+    path = model or default_model()
+    if model is None and not path.is_file():
+        raise UserError("no default model is installed with this edge-asc; pass --model FILE")
+    return load_bundle(path, kinds)
+
+
+# Options shared by the runtime commands (classify, listen, bench).
+ModelOption = Annotated[Path | None, typer.Option(help="Model bundle (default: the one shipped).")]
+FeaturesOption = Annotated[
+    str | None, typer.Option(help="Spectrograms to use (default: all in the bundle).")
+]
+FusionOption = Annotated[
+    str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
+]
+ThreadsOption = Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)]
+BackendOption = Annotated[
+    str,
+    typer.Option(help="auto (ONNX Runtime on a GPU if there is one, else TFLite), tflite or onnx."),
+]

@@ -1,0 +1,240 @@
+"""The runtime commands: label files, listen live, list microphones, measure the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from edge_asc.audio import AudioError, load_audio
+from edge_asc.cli.common import (
+    BackendOption,
+    FeaturesOption,
+    FusionOption,
+    ModelOption,
+    ThreadsOption,
+    UserError,
+    app,
+    check_fusion,
+    kinds_option,
+    open_bundle,
+    user_errors,
+)
+from edge_asc.files import atomic_output
+
+
+@app.command()
+def classify(
+    paths: Annotated[
+        list[str], typer.Argument(help="Audio files, folders (searched recursively) or globs.")
+    ],
+    model: ModelOption = None,
+    features: FeaturesOption = None,
+    fusion: FusionOption = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json (one object per line) or csv.")
+    ] = "table",
+    timeline: Annotated[
+        bool, typer.Option(help="Also give a label per window, with start and end times.")
+    ] = False,
+    window: Annotated[
+        float, typer.Option(help="Seconds of patches each timeline label averages.", min=0.1)
+    ] = 3.0,
+    threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
+) -> None:
+    """Label audio files with the scene they were recorded in."""
+    import json
+
+    from edge_asc.classify import classify_file, expand_inputs
+    from edge_asc.engine import StreamingClassifier
+
+    with user_errors():
+        if output_format not in ("table", "json", "csv"):
+            raise UserError(f"unknown --format {output_format!r}; choose table, json or csv")
+        check_fusion(fusion)
+        bundle = open_bundle(model, kinds_option(features))
+        kinds = tuple(bundle.models)
+        engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
+    failed = 0
+    header_done = False
+    for argument, path in expand_inputs(paths):
+        if path is None:
+            typer.echo(f"edge-asc: skipped {argument}: no such audio file", err=True)
+            failed += 1
+            continue
+        try:
+            result = classify_file(path, bundle, kinds, fusion, window_s=window, engine=engine)
+        except AudioError as exc:
+            typer.echo(f"edge-asc: skipped {' '.join(str(exc).split())}", err=True)
+            failed += 1
+            continue
+        if output_format == "json":
+            typer.echo(json.dumps(result.to_dict(timeline=timeline)))
+        elif output_format == "csv":
+            if not header_done:
+                columns = ["start_s", "end_s"] if timeline else list(bundle.labels)
+                typer.echo(",".join(["path", "label", "score", *columns]))
+                header_done = True
+            if timeline:
+                for w in result.timeline:
+                    row = [result.path, w["label"], w["score"], w["start_s"], w["end_s"]]
+                    typer.echo(",".join(_csv_cell(v) for v in row))
+            else:
+                row = [result.path, result.label, result.scores[result.label]]
+                row += [result.scores[label] for label in bundle.labels]
+                typer.echo(",".join(_csv_cell(v) for v in row))
+        else:
+            top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
+            others = "  ".join(f"{name} {score:.2f}" for name, score in top[1:])
+            typer.echo(
+                f"{result.path}  {result.label} {result.scores[result.label]:.2f}  ({others})"
+            )
+            if timeline:
+                for w in result.timeline:
+                    span = f"{w['start_s']:8.2f} - {w['end_s']:8.2f} s"
+                    typer.echo(f"    {span}  {w['label']} {w['score']:.2f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _csv_cell(value: object) -> str:
+    text = str(value)
+    if any(c in text for c in ',"\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@app.command()
+def listen(
+    model: ModelOption = None,
+    features: FeaturesOption = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Input device: index or (part of a) name; see `edge-asc devices`."),
+    ] = None,
+    window: Annotated[
+        float, typer.Option(help="Seconds of patches the scene label averages.", min=0.1)
+    ] = 3.0,
+    fusion: FusionOption = None,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="One JSON line per update instead of the live view.")
+    ] = False,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="Replay this audio file instead of the microphone."),
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="With --input: replay at real speed.")
+    ] = False,
+    threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
+    ] = None,
+) -> None:
+    """Label the scene live from a microphone (or a file replayed the same way); Ctrl-C stops."""
+    from edge_asc.listen import Listener, summary
+    from edge_asc.sinks import JsonLinesSink, LiveViewSink
+    from edge_asc.sources import microphone_source, replay_source
+
+    listener = source = None
+    try:
+        with user_errors():
+            check_fusion(fusion)
+            if input_file is not None and device is not None:
+                raise UserError("--device and --input cannot be used together")
+            if realtime and input_file is None:
+                raise UserError("--realtime only applies to --input")
+            bundle = open_bundle(model, kinds_option(features))
+            listener = Listener(
+                bundle, window_s=window, fusion=fusion, threads=threads, backend=backend
+            )
+            if input_file is not None:
+                raw = replay_source(input_file, realtime=realtime)
+                how = "at real speed" if realtime else "as fast as possible"
+                start = f"replaying {raw.name} ({raw.sample_rate:g} Hz) {how}"
+            else:
+                raw = microphone_source(device, listener.sample_rate)
+                channels = "1 channel" if raw.channels == 1 else f"{raw.channels} channels"
+                start = f"listening to {raw.name} at {raw.sample_rate:g} Hz, {channels}"
+            source = listener.source(raw, duration)
+            if source.resampling:
+                start += f", resampled to the model's {listener.sample_rate} Hz"
+            start += f"; models on {listener.engine.backend}"
+            sink = (
+                JsonLinesSink()
+                if jsonl
+                else LiveViewSink(source.name, listener.engine.first_patch_seconds)
+            )
+            with source:
+                typer.echo(f"edge-asc: {start}; Ctrl-C stops", err=True)
+                with sink:
+                    listener.run(source, [sink])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how listening normally ends
+    if listener is not None and source is not None:
+        typer.echo(summary(listener, source), err=True)
+
+
+@app.command()
+def devices() -> None:
+    """List the input devices (microphones) PortAudio sees; * marks the default."""
+    from edge_asc.sources import list_input_devices
+
+    with user_errors():
+        found = list_input_devices()
+    if not found:
+        typer.echo("no input devices found")
+        return
+    rows = [["", "index", "name", "host API", "inputs", "default rate"]]
+    for d in found:
+        rate = f"{d.default_samplerate:g} Hz"
+        mark = "*" if d.is_default else ""
+        rows.append([mark, str(d.index), d.name, d.hostapi, str(d.channels), rate])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def bench(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Real audio to replay (default: the example clips)."),
+    ] = None,
+    model: ModelOption = None,
+    features: FeaturesOption = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Audio to process (the input is looped).", min=1.0)
+    ] = None,
+    threads: ThreadsOption = None,
+    backend: BackendOption = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Measure the whole pipeline here: MACs, real-time factor, latency, memory."""
+    import json
+
+    from edge_asc.bench import format_report, run_bench
+
+    with user_errors():
+        bundle = open_bundle(model, kinds_option(features))
+        rate = next(iter(bundle.models.values())).features.sample_rate
+        if not inputs:
+            examples = Path(__file__).resolve().parents[1] / "examples"
+            inputs = sorted(examples.glob("*.flac"))
+            if not inputs:
+                raise UserError("no audio given and no example clips found; pass audio files")
+        audio = np.concatenate([load_audio(p, rate) for p in inputs])
+        report = run_bench(
+            bundle, audio, seconds=seconds, threads=threads, progress=True, backend=backend
+        )
+        typer.echo(format_report(report))
+        if json_out is not None:
+            with atomic_output(json_out) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            typer.echo(f"wrote {json_out}")

@@ -117,6 +117,7 @@ def run_bench(
     rate = engine.sample_rate
     total = int((seconds if seconds else audio.size / rate) * rate)
     latencies: list[float] = []
+    changes: list[tuple[float, str]] = []  # (patch end, steady label) where the label changed
     rss_after_warmup = None
     bar = None
     if progress:
@@ -134,7 +135,9 @@ def run_bench(
             started = time.perf_counter()
             results = engine.push(chunk)
             if results:
-                tracker.add(results)
+                for scene in tracker.add(results):
+                    if not changes or changes[-1][1] != scene.label:
+                        changes.append((round(scene.end_s, 3), scene.label))
                 latencies.append(time.perf_counter() - started)
             sent += chunk.size
             if rss_after_warmup is None and sent >= min(total, 30 * rate):
@@ -177,7 +180,7 @@ def run_bench(
         "block_samples": block,
         "audio_seconds": round(audio_s, 3),
         "patches": engine.patches_done,
-        "last_label": tracker.last.label if tracker.last else None,
+        "label_changes": changes,
         "feature_macs_per_second": {k: round(v) for k, v in features.items()},
         "feature_macs_per_second_total": round(sum(features.values())),
         "models": models,

@@ -1,0 +1,137 @@
+"""The engine and the scene tracker on the shipped default bundle (no TensorFlow needed).
+
+listen, classify --timeline and bench share one tracker; these tests prove that the three give
+the same labels on the same audio, whatever the block sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edge_asc.audio import load_audio
+from edge_asc.bench import run_bench
+from edge_asc.bundle import load_bundle
+from edge_asc.classify import classify_file
+from edge_asc.cli import default_model
+from edge_asc.engine import StreamingClassifier
+from edge_asc.features import PatchCutter
+from edge_asc.listen import Listener
+from edge_asc.sources import replay_source
+from edge_asc.tracker import SceneTracker
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+RAIN, WAVES = EXAMPLES / "1-17367-A-10.flac", EXAMPLES / "2-125966-A-11.flac"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle(default_model())
+
+
+@pytest.fixture(scope="module")
+def engine(bundle):
+    engine = StreamingClassifier(bundle)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def scene_change(tmp_path_factory) -> Path:
+    """Two real clips back to back: 5 s of rain, then 5 s of sea waves (22.05 kHz)."""
+    path = tmp_path_factory.mktemp("engine") / "rain-then-waves.wav"
+    signal = np.concatenate([load_audio(RAIN, 22050), load_audio(WAVES, 22050)])
+    sf.write(path, signal, 22050, subtype="FLOAT")
+    return path
+
+
+def test_patch_cutter_matches_cutting_the_whole_spectrogram() -> None:
+    rng = np.random.default_rng(0)
+    spectrogram = rng.normal(size=(4, 50)).astype(np.float32)
+    for hop in (10, 7):
+        cutter = PatchCutter(4, width=10, hop=hop)
+        got, start = [], 0
+        for size in (1, 3, 9, 13, 24):
+            got += cutter.push(spectrogram[:, start : start + size])
+            start += size
+        starts = range(0, 50 - 10 + 1, hop)
+        assert [i for i, _ in got] == list(range(len(starts)))
+        for (_, patch), first in zip(got, starts, strict=True):
+            np.testing.assert_array_equal(patch, spectrogram[:, first : first + 10])
+        assert cutter.patches_done == len(starts) and cutter.frames_held < 20
+    with pytest.raises(ValueError, match="patch hop"):
+        PatchCutter(4, width=10, hop=11)
+
+
+def test_engine_figures_and_due_order(engine, bundle) -> None:
+    engine.reset()
+    signal = load_audio(RAIN, engine.sample_rate)
+    results = []
+    for start in range(0, signal.size, 4096):
+        results += engine.push(signal[start : start + 4096])
+    assert engine.samples_in == signal.size
+    assert set(engine.patches_done) == set(bundle.models)
+    assert sum(engine.patches_done.values()) == len(results)
+    # Every patch came out once its due sample had arrived, and in due order.
+    assert [r.due_sample for r in results] == sorted(r.due_sample for r in results)
+    assert all(r.due_sample <= signal.size for r in results)
+    # The first patch of every spectrogram needs first_patch_seconds of audio, not more.
+    due = {r.kind: r.due_sample for r in results if r.index == 0}
+    assert max(due.values()) / engine.sample_rate == pytest.approx(engine.first_patch_seconds)
+    assert all(held < 2 * 128 for held in engine.frames_held.values())
+
+
+def test_reset_engine_repeats_itself(engine) -> None:
+    signal = load_audio(WAVES, engine.sample_rate)
+    engine.reset()
+    first = engine.push(signal)
+    engine.reset()
+    second = engine.push(signal)
+    assert [(r.kind, r.index) for r in first] == [(r.kind, r.index) for r in second]
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.probs, b.probs)
+
+
+def test_tracker_follows_a_scene_change(engine, bundle, scene_change: Path) -> None:
+    engine.reset()
+    tracker = SceneTracker(bundle.labels, engine.kinds, 3.0, bundle.default_fusion)
+    scenes = tracker.add(engine.push(load_audio(scene_change, engine.sample_rate)))
+    labels = [s.label for s in scenes]
+    assert labels[0] == "rain" and labels[-1] == "sea_waves"
+    assert all(s.label in bundle.labels for s in scenes)
+    tracker.reset()
+    assert tracker.last is None
+
+
+def _changes(labels_at: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    out: list[tuple[float, str]] = []
+    for end, label in labels_at:
+        if not out or out[-1][1] != label:
+            out.append((round(end, 3), label))
+    return out
+
+
+def test_listen_classify_and_bench_give_the_same_labels(
+    engine, bundle, scene_change: Path
+) -> None:
+    """One tracker for all three: the same label sequence at 1024, 4096 and 65536 samples."""
+    timeline = classify_file(scene_change, bundle, window_s=3.0, engine=engine).timeline
+    from_classify = [(row["end_s"], row["label"]) for row in timeline]
+
+    listener = Listener(bundle, window_s=3.0)
+    with listener.source(replay_source(scene_change)) as source:
+        from_listen = [
+            (scene.end_s, scene.label)
+            for update in listener.updates_from(source)
+            for scene in update.scenes
+        ]
+    signal = load_audio(scene_change, engine.sample_rate)
+    report = run_bench(bundle, signal, block=4096, window_s=3.0)
+    from_bench = [tuple(change) for change in report["label_changes"]]
+
+    assert len(from_listen) == len(from_classify) == sum(report["patches"].values())
+    assert _changes(from_listen) == _changes(from_classify) == from_bench
+    assert from_bench[0][1] == "rain" and from_bench[-1][1] == "sea_waves"

@@ -7,6 +7,7 @@ are kept only until their patch is done, and only the per-patch posteriors are k
 from __future__ import annotations
 
 import glob
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ import numpy as np
 
 from edge_asc.audio import AudioError, iter_audio_blocks
 from edge_asc.bundle import Bundle
+from edge_asc.decision import OpenSetDecision
 from edge_asc.engine import PatchResult, StreamingClassifier
+from edge_asc.events import DEFAULT_MAX_NOT_HEARD_S, Event
 from edge_asc.tracker import Scene, SceneTracker, clip_scores
 
 AUDIO_SUFFIXES = frozenset(
@@ -47,25 +50,32 @@ class FileResult:
 
     path: str
     label: str
+    decision: str
+    level_dbfs: float
     scores: dict[str, float]
     per_spectrogram: dict[str, dict[str, float]]
     patches: int
     duration_s: float
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self, timeline: bool = False) -> dict[str, Any]:
+    def to_dict(self, timeline: bool = False, events: bool = False) -> dict[str, Any]:
         """JSON-ready form (one line per file in ``--format json``)."""
         data: dict[str, Any] = {
             "path": self.path,
+            "decision": self.decision,
             "label": self.label,
             "score": self.scores[self.label],
             "scores": self.scores,
             "per_spectrogram": self.per_spectrogram,
             "patches": self.patches,
             "duration_s": round(self.duration_s, 3),
+            "level_dbfs": round(self.level_dbfs, 1) if math.isfinite(self.level_dbfs) else None,
         }
         if timeline:
             data["timeline"] = self.timeline
+        if events:
+            data["events"] = self.events
         return data
 
 
@@ -111,6 +121,8 @@ def classify_file(
     block_frames: int = 65536,
     backend: str = "auto",
     engine: StreamingClassifier | None = None,
+    decision: OpenSetDecision | None = None,
+    max_not_heard_s: float = DEFAULT_MAX_NOT_HEARD_S,
 ) -> FileResult:
     """Label one file: mean patch posterior per spectrogram (eq. 18), fused across them.
 
@@ -136,6 +148,10 @@ def classify_file(
         An engine for ``bundle`` and ``kinds`` to reuse (it is reset first): loading models
         once matters for many files, above all on a GPU. ``threads`` and ``backend`` are
         then the engine's.
+    decision : OpenSetDecision, optional
+        Level gate and thresholds of the timeline's decisions and of the events.
+    max_not_heard_s : float
+        Seconds without its label after which an event ends.
 
     Raises
     ------
@@ -147,13 +163,28 @@ def classify_file(
     else:
         engine.reset()
     fusion = fusion or bundle.default_fusion
-    tracker = SceneTracker(bundle.labels, engine.kinds, window_s, fusion)
+    tracker = SceneTracker(
+        bundle.labels,
+        engine.kinds,
+        window_s,
+        fusion,
+        decision=decision,
+        max_not_heard_s=max_not_heard_s,
+    )
     results: list[PatchResult] = []
     timeline: list[dict[str, Any]] = []
+    events: list[Event] = []
+    sum_squares = 0.0
     for block in iter_audio_blocks(path, engine.sample_rate, block_frames):
+        sum_squares += float(np.dot(block, block))
         patches = engine.push(block)
         results.extend(patches)
-        timeline.extend(_timeline_row(scene, window_s) for scene in tracker.add(patches))
+        for scene in tracker.add(patches):
+            if timeline and timeline[-1]["end_s"] == round(scene.end_s, 3):
+                timeline.pop()  # the other spectrograms' patches of the same span: keep the last
+            timeline.append(_timeline_row(scene, window_s))
+            events += [c.event for c in scene.events if c.kind == "end"]
+    events += [c.event for c in tracker.finish()]
     duration = engine.samples_in / engine.sample_rate
     fused, per_kind = clip_scores(results, engine.kinds, len(bundle.labels), fusion)
     if fused is None:
@@ -162,15 +193,28 @@ def classify_file(
             f"{engine.first_patch_seconds:.2f} s for one patch"
         )
     labels = bundle.labels
+    label = labels[int(np.argmax(fused))]
+    mean_square = sum_squares / max(engine.samples_in, 1)
+    level = 10 * math.log10(mean_square) if mean_square > 0 else -math.inf
     return FileResult(
         path=str(path),
-        label=labels[int(np.argmax(fused))],
+        label=label,
+        decision=tracker.decision.decide(label, float(np.max(fused)), level),
+        level_dbfs=level,
         scores=_labelled(fused, labels),
         per_spectrogram={k: _labelled(v, labels) for k, v in per_kind.items()},
         patches=len(results),
         duration_s=duration,
         timeline=timeline,
+        events=[_event_row(e) for e in sorted(events, key=lambda e: e.start_s)],
     )
+
+
+def _event_row(event: Event) -> dict[str, Any]:
+    """One event of ``--events``: label, start, end, peak and mean score."""
+    row = event.to_dict("end")
+    del row["event"]
+    return row
 
 
 def _timeline_row(scene: Scene, window_s: float) -> dict[str, Any]:
@@ -178,6 +222,7 @@ def _timeline_row(scene: Scene, window_s: float) -> dict[str, Any]:
     return {
         "start_s": round(max(0.0, scene.end_s - window_s), 3),
         "end_s": round(scene.end_s, 3),
+        "decision": scene.decision,
         "label": scene.label,
         "score": round(scene.score, 6),
         "window_label": scene.window_label,

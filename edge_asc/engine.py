@@ -11,6 +11,7 @@ whatever the block sizes. What happens to the posteriors next (window, fusion, l
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -47,6 +48,9 @@ class PatchResult:
         order in which patches become available.
     probs : numpy.ndarray
         ``(C,)`` class probabilities.
+    level_dbfs : float
+        RMS level of the input samples the patch covers, in dB full scale (``-inf`` for
+        digital silence).
     """
 
     kind: str
@@ -55,6 +59,46 @@ class PatchResult:
     end_s: float
     due_sample: int
     probs: np.ndarray = field(repr=False)
+    level_dbfs: float = -math.inf
+
+
+class _LevelTrack:
+    """The input's energy per hop of samples, so each patch knows how loud its audio was.
+
+    Sums are taken over exactly ``hop`` samples at a time, whatever the block sizes, so the
+    level of a patch does not depend on how the audio was pushed.
+    """
+
+    def __init__(self, hop: int) -> None:
+        self.hop = hop
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, dtype=np.float64)
+        self._sums = np.zeros(0, dtype=np.float64)
+        self._first = 0  # hop index of _sums[0]
+
+    def push(self, block: np.ndarray) -> None:
+        data = np.concatenate([self._pending, block.astype(np.float64)])
+        whole = data.size // self.hop * self.hop
+        if whole:
+            chunks = data[:whole].reshape(-1, self.hop)
+            self._sums = np.concatenate([self._sums, np.einsum("ij,ij->i", chunks, chunks)])
+        self._pending = data[whole:]
+
+    def level(self, first: int, count: int) -> float:
+        """dBFS of hops ``first`` to ``first + count`` (those that have arrived)."""
+        sums = self._sums[max(0, first - self._first) : max(0, first + count - self._first)]
+        if not sums.size:
+            return -math.inf
+        mean_square = float(sums.sum()) / (sums.size * self.hop)
+        return 10 * math.log10(mean_square) if mean_square > 0 else -math.inf
+
+    def forget_before(self, first: int) -> None:
+        drop = first - self._first
+        if drop > 0:
+            self._sums = self._sums[drop:]
+            self._first += drop
 
 
 class _Spectrogram:
@@ -71,6 +115,7 @@ class _Spectrogram:
             )
         self.cutter = PatchCutter(features.n_bins, frames, hop)
         self.seconds_per_frame = features.hop_length / features.sample_rate
+        self.hops_per_frame = 1  # frames per level hop; set by the engine
         frame_timing = timing(member.kind, features)
         self._frame_hop, self._lookahead = frame_timing.hop, frame_timing.lookahead
 
@@ -141,6 +186,10 @@ class StreamingClassifier:
         self._groups: dict[FeatureConfig, list[str]] = {}
         for kind, member in members.items():
             self._groups.setdefault(member.features, []).append(kind)
+        level_hop = math.gcd(*(m.features.hop_length for m in members.values()))
+        for spectrogram in self._spectrograms.values():
+            spectrogram.hops_per_frame = spectrogram.member.features.hop_length // level_hop
+        self._levels = _LevelTrack(level_hop)
         self.reset()
         workers = min(len(self._spectrograms), os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
@@ -150,6 +199,7 @@ class StreamingClassifier:
         self._streams = [FeatureStream(ks, config) for config, ks in self._groups.items()]
         for spectrogram in self._spectrograms.values():
             spectrogram.cutter.reset()
+        self._levels.reset()
         self.samples_in = 0
         self.feature_seconds = 0.0
         self.inference_seconds = 0.0
@@ -185,6 +235,7 @@ class StreamingClassifier:
         block = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples_in += block.size
         started = time.perf_counter()
+        self._levels.push(block)
         ready: dict[str, list[tuple[int, np.ndarray]]] = {}
         for stream in self._streams:
             for kind, new_frames in stream.push(block).items():
@@ -218,8 +269,18 @@ class StreamingClassifier:
                         end_s=(first + spectrogram.cutter.width) * spectrogram.seconds_per_frame,
                         due_sample=spectrogram.due_sample(index),
                         probs=p,
+                        level_dbfs=self._levels.level(
+                            first * spectrogram.hops_per_frame,
+                            spectrogram.cutter.width * spectrogram.hops_per_frame,
+                        ),
                     )
                 )
+        self._levels.forget_before(
+            min(
+                s.cutter.first_frame(s.cutter.patches_done) * s.hops_per_frame
+                for s in self._spectrograms.values()
+            )
+        )
         order = {kind: i for i, kind in enumerate(self.kinds)}
         results.sort(key=lambda r: (r.due_sample, order[r.kind]))
         return results

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from edge_asc.bundle import Bundle
+from edge_asc.decision import OpenSetDecision
 from edge_asc.engine import PatchResult, StreamingClassifier
+from edge_asc.events import DEFAULT_MAX_NOT_HEARD_S, EventChange
 from edge_asc.sinks import Sink
 from edge_asc.sources import ModelRateSource
 from edge_asc.tracker import LabelSmoother, Scene, SceneTracker
@@ -50,7 +50,11 @@ class Update:
     overflows : int
         Blocks the driver reported as incomplete so far.
     level_dbfs : float
-        RMS level of the audio since the previous update, in dB full scale.
+        RMS level of the newest patch's audio, in dB full scale.
+    decision : str
+        What the sensor says: ``label``, ``unknown`` or ``quiet``.
+    source : str
+        Name of the source the audio came from.
     patches : list of PatchResult
         The patches completed in this step.
     scenes : list of Scene
@@ -67,14 +71,23 @@ class Update:
     dropped_blocks: int
     overflows: int
     level_dbfs: float
+    decision: str
+    source: str
     patches: list[PatchResult] = field(repr=False)
     scenes: list[Scene] = field(default_factory=list, repr=False)
+
+    @property
+    def events(self) -> list[EventChange]:
+        """Events that started or ended in this step, in order."""
+        return [change for scene in self.scenes for change in scene.events]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: one line of ``edge-asc listen --jsonl``."""
         return {
             "t": round(self.t, 3),
             "audio_s": round(self.audio_s, 3),
+            "source": self.source,
+            "decision": self.decision,
             "label": self.label,
             "score": round(self.score, 6),
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
@@ -82,29 +95,9 @@ class Update:
             "compute_ms": round(self.compute_ms, 3),
             "dropped_blocks": self.dropped_blocks,
             "overflows": self.overflows,
-            "level_dbfs": round(self.level_dbfs, 1),
+            "level_dbfs": round(self.level_dbfs, 1) if math.isfinite(self.level_dbfs) else None,
             "patches": len(self.patches),
         }
-
-
-class LevelMeter:
-    """RMS level of the audio since the last reading, in dBFS (``-inf`` for nothing)."""
-
-    def __init__(self) -> None:
-        self._sum_squares, self._count = 0.0, 0
-
-    def add(self, block: np.ndarray) -> None:
-        """Count a block of samples."""
-        self._sum_squares += float(np.dot(block, block))
-        self._count += block.size
-
-    def read(self) -> float:
-        """The level since the previous reading; starts a new one."""
-        if self._count == 0:
-            return -math.inf
-        level = 10 * math.log10(max(self._sum_squares / self._count, 1e-20))
-        self._sum_squares, self._count = 0.0, 0
-        return level
 
 
 class Listener:
@@ -126,6 +119,10 @@ class Listener:
         The label's smoothing and hysteresis (the tracker's defaults when omitted).
     backend : str
         ``auto``, ``tflite`` or ``onnx`` (see :func:`edge_asc.backends.open_model`).
+    decision : OpenSetDecision, optional
+        Level gate and score thresholds (the defaults when omitted).
+    max_not_heard_s : float
+        Seconds without its label after which an event ends.
 
     Attributes
     ----------
@@ -146,10 +143,18 @@ class Listener:
         threads: int | None = None,
         smoother: LabelSmoother | None = None,
         backend: str = "auto",
+        decision: OpenSetDecision | None = None,
+        max_not_heard_s: float = DEFAULT_MAX_NOT_HEARD_S,
     ) -> None:
         self.engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
         self.tracker = SceneTracker(
-            bundle.labels, self.engine.kinds, window_s, fusion or bundle.default_fusion, smoother
+            bundle.labels,
+            self.engine.kinds,
+            window_s,
+            fusion or bundle.default_fusion,
+            smoother,
+            decision,
+            max_not_heard_s,
         )
         self.audio_s = 0.0
         self.updates = 0
@@ -166,28 +171,35 @@ class Listener:
 
     def updates_from(self, source: ModelRateSource) -> Iterator[Update]:
         """Consume ``source`` (already started) and yield an :class:`Update` per new patch."""
-        meter = LevelMeter()
         compute = 0.0
         for block in source.blocks():
             started = time.perf_counter()
             patches = self.engine.push(block)
             compute += time.perf_counter() - started
-            meter.add(block)
             self.audio_s = source.audio_s
             if patches:
                 compute += source.resample_seconds
                 source.resample_seconds = 0.0
-                yield self._update(patches, source, compute, meter.read())
+                yield self._update(patches, source, compute)
                 compute = 0.0
 
     def run(self, source: ModelRateSource, sinks: Sequence[Sink]) -> None:
-        """Hand every update from ``source`` to every sink, until the source ends."""
-        for update in self.updates_from(source):
+        """Hand every update from ``source`` to every sink, until the source ends.
+
+        Events still open when the source ends (or listening is interrupted) are ended and
+        handed over too.
+        """
+        try:
+            for update in self.updates_from(source):
+                for sink in sinks:
+                    sink.update(update)
+        finally:
+            ended = self.tracker.finish()
             for sink in sinks:
-                sink.update(update)
+                sink.events(ended, source.name)
 
     def _update(
-        self, patches: list[PatchResult], source: ModelRateSource, compute: float, level: float
+        self, patches: list[PatchResult], source: ModelRateSource, compute: float
     ) -> Update:
         scenes = self.tracker.add(patches)
         scene = scenes[-1]
@@ -202,7 +214,9 @@ class Listener:
             compute_ms=compute * 1000,
             dropped_blocks=source.dropped_blocks,
             overflows=source.overflows,
-            level_dbfs=level,
+            level_dbfs=scene.level_dbfs,
+            decision=scene.decision,
+            source=source.name,
             patches=patches,
             scenes=scenes,
         )

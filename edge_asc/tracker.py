@@ -9,6 +9,9 @@ samples or a 64k-sample file read.
 The window average is the paper's clip rule (eq. 18) over the last few seconds, the fusion
 its late fusion across spectrograms (eqs. 20, 23, 24), and :class:`LabelSmoother` adds
 exponential smoothing with hysteresis so that two close scenes do not make the label flicker.
+Then the open-set decision (:mod:`edge_asc.decision`: the label, ``unknown`` or ``quiet``)
+and the events (:mod:`edge_asc.events`) follow from the steady label, its score and the level
+of the newest patch's audio.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_asc.decision import OpenSetDecision
 from edge_asc.engine import EngineError, PatchResult
+from edge_asc.events import DEFAULT_MAX_NOT_HEARD_S, EventChange, EventTracker
 from edge_asc.fusion import FUSION_RULES, fuse
 
 
@@ -140,6 +145,12 @@ class Scene:
         The window's fused scores, in label order.
     per_spectrogram : dict of str to numpy.ndarray
         The window's mean posterior of each spectrogram.
+    level_dbfs : float
+        RMS level of the newest patch's audio.
+    decision : str
+        ``label``, ``unknown`` or ``quiet`` (see :class:`~edge_asc.decision.OpenSetDecision`).
+    events : list of EventChange
+        Events that started or ended with this patch.
     """
 
     end_s: float
@@ -148,6 +159,9 @@ class Scene:
     window_label: str
     scores: dict[str, float]
     per_spectrogram: dict[str, np.ndarray] = field(repr=False)
+    level_dbfs: float = -np.inf
+    decision: str = ""
+    events: list[EventChange] = field(default_factory=list)
 
 
 class SceneTracker:
@@ -165,6 +179,10 @@ class SceneTracker:
         ``mean``, ``prod`` or ``max``.
     smoother : LabelSmoother, optional
         Smoothing and hysteresis (defaults when omitted).
+    decision : OpenSetDecision, optional
+        Level gate and score thresholds (defaults when omitted).
+    max_not_heard_s : float
+        Seconds without its label after which an event ends.
     """
 
     def __init__(
@@ -174,17 +192,26 @@ class SceneTracker:
         window_s: float = 3.0,
         fusion: str = "prod",
         smoother: LabelSmoother | None = None,
+        decision: OpenSetDecision | None = None,
+        max_not_heard_s: float = DEFAULT_MAX_NOT_HEARD_S,
     ) -> None:
         self.labels = tuple(labels)
         self.window = SceneWindow(kinds, len(self.labels), window_s, fusion)
         self.smoother = smoother or LabelSmoother()
-        self.last: Scene | None = None
+        self.decision = decision or OpenSetDecision(self.labels)
+        self.max_not_heard_s = max_not_heard_s
+        self.reset()
 
     def reset(self) -> None:
-        """Forget every patch and the label's history (a new recording)."""
+        """Forget every patch, the label's history and open events (a new recording)."""
         self.window.clear()
         self.smoother.reset()
-        self.last = None
+        self.events = EventTracker(self.max_not_heard_s)
+        self.last: Scene | None = None
+
+    def finish(self) -> list[EventChange]:
+        """End the events still open (the stream is over)."""
+        return self.events.finish()
 
     def add(self, patches: Sequence[PatchResult]) -> list[Scene]:
         """Add patches in the order given (the engine's); return the scene after each."""
@@ -194,13 +221,18 @@ class SceneTracker:
             fused, per_kind = self.window.scores()
             assert fused is not None  # the window holds at least this patch
             label = self.smoother.update(fused)
+            score = float(fused[label])
+            decision = self.decision.decide(self.labels[label], score, patch.level_dbfs)
             self.last = Scene(
                 end_s=patch.end_s,
                 label=self.labels[label],
-                score=float(fused[label]),
+                score=score,
                 window_label=self.labels[int(np.argmax(fused))],
                 scores={name: float(s) for name, s in zip(self.labels, fused, strict=True)},
                 per_spectrogram=per_kind,
+                level_dbfs=patch.level_dbfs,
+                decision=decision,
+                events=self.events.update(patch.end_s, decision, score),
             )
             scenes.append(self.last)
         return scenes

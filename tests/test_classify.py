@@ -122,7 +122,7 @@ def test_classify_command_json_csv_table_and_failures(tiny_bundle: Path, tmp_pat
         app, ["classify", str(clips), "--model", str(tiny_bundle), "--format", "csv"]
     )
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert len(rows) == 2 and set(rows[0]) == {"path", "label", "score", *labels}
+    assert len(rows) == 2 and set(rows[0]) == {"path", "decision", "label", "score", *labels}
 
 
 def test_too_short_and_missing_spectrogram(tiny_bundle: Path, tmp_path: Path) -> None:

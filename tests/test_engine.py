@@ -114,9 +114,7 @@ def _changes(labels_at: list[tuple[float, str]]) -> list[tuple[float, str]]:
     return out
 
 
-def test_listen_classify_and_bench_give_the_same_labels(
-    engine, bundle, scene_change: Path
-) -> None:
+def test_listen_classify_and_bench_give_the_same_labels(engine, bundle, scene_change: Path) -> None:
     """One tracker for all three: the same label sequence at 1024, 4096 and 65536 samples."""
     timeline = classify_file(scene_change, bundle, window_s=3.0, engine=engine).timeline
     from_classify = [(row["end_s"], row["label"]) for row in timeline]
@@ -132,6 +130,9 @@ def test_listen_classify_and_bench_give_the_same_labels(
     report = run_bench(bundle, signal, block=4096, window_s=3.0)
     from_bench = [tuple(change) for change in report["label_changes"]]
 
-    assert len(from_listen) == len(from_classify) == sum(report["patches"].values())
-    assert _changes(from_listen) == _changes(from_classify) == from_bench
+    assert len(from_listen) == sum(report["patches"].values())
+    ends = [end for end, _ in from_listen]
+    last_per_span = [s for i, s in enumerate(from_listen) if ends[i + 1 : i + 2] != [s[0]]]
+    assert [(round(t, 3), label) for t, label in last_per_span] == from_classify
+    assert _changes(from_listen) == from_bench
     assert from_bench[0][1] == "rain" and from_bench[-1][1] == "sea_waves"

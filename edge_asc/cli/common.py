@@ -15,6 +15,7 @@ from edge_asc.features import FeatureConfig, parse_kinds
 
 if TYPE_CHECKING:
     from edge_asc.bundle import Bundle
+    from edge_asc.decision import OpenSetDecision
 
 app = typer.Typer(
     name="edge-asc",
@@ -114,3 +115,42 @@ BackendOption = Annotated[
     str,
     typer.Option(help="auto (ONNX Runtime on a GPU if there is one, else TFLite), tflite or onnx."),
 ]
+QuietOption = Annotated[
+    float | None,
+    typer.Option(help="Below this RMS level (dBFS) the answer is 'quiet' (default -50).", max=0.0),
+]
+ThresholdOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Score a label needs, else 'unknown': one number, or per label 'dog=0.7,rain=0.4'."
+    ),
+]
+MaxNotHeardOption = Annotated[
+    float,
+    typer.Option(help="An event ends after its label was not heard this many seconds.", min=0.0),
+]
+
+
+def decision_options(
+    bundle: Bundle, quiet_dbfs: float | None, threshold: str | None
+) -> OpenSetDecision:
+    """The open-set decision from the bundle's defaults and the command's options."""
+    from edge_asc.decision import (
+        DEFAULT_QUIET_DBFS,
+        DEFAULT_THRESHOLD,
+        OpenSetDecision,
+        parse_thresholds,
+    )
+
+    default, per_label = DEFAULT_THRESHOLD, {}
+    if threshold is not None:
+        try:
+            default = float(threshold)
+        except ValueError:
+            per_label = parse_thresholds(threshold)
+    return OpenSetDecision(
+        bundle.labels,
+        quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,
+        threshold=default,
+        per_label=per_label,
+    )

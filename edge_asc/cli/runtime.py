@@ -13,11 +13,15 @@ from edge_asc.cli.common import (
     BackendOption,
     FeaturesOption,
     FusionOption,
+    MaxNotHeardOption,
     ModelOption,
+    QuietOption,
     ThreadsOption,
+    ThresholdOption,
     UserError,
     app,
     check_fusion,
+    decision_options,
     kinds_option,
     open_bundle,
     user_errors,
@@ -42,10 +46,16 @@ def classify(
     window: Annotated[
         float, typer.Option(help="Seconds of patches each timeline label averages.", min=0.1)
     ] = 3.0,
+    events: Annotated[
+        bool, typer.Option("--events", help="Also give each file's events (start, end, scores).")
+    ] = False,
+    quiet_dbfs: QuietOption = None,
+    threshold: ThresholdOption = None,
+    max_not_heard: MaxNotHeardOption = 5.0,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
 ) -> None:
-    """Label audio files with the scene they were recorded in."""
+    """Label audio files with the scene they were recorded in (or unknown, or quiet)."""
     import json
 
     from edge_asc.classify import classify_file, expand_inputs
@@ -57,6 +67,7 @@ def classify(
         check_fusion(fusion)
         bundle = open_bundle(model, kinds_option(features))
         kinds = tuple(bundle.models)
+        decision = decision_options(bundle, quiet_dbfs, threshold)
         engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
     failed = 0
     header_done = False
@@ -66,36 +77,54 @@ def classify(
             failed += 1
             continue
         try:
-            result = classify_file(path, bundle, kinds, fusion, window_s=window, engine=engine)
+            result = classify_file(
+                path,
+                bundle,
+                kinds,
+                fusion,
+                window_s=window,
+                engine=engine,
+                decision=decision,
+                max_not_heard_s=max_not_heard,
+            )
         except AudioError as exc:
             typer.echo(f"edge-asc: skipped {' '.join(str(exc).split())}", err=True)
             failed += 1
             continue
         if output_format == "json":
-            typer.echo(json.dumps(result.to_dict(timeline=timeline)))
+            typer.echo(json.dumps(result.to_dict(timeline=timeline, events=events)))
         elif output_format == "csv":
             if not header_done:
                 columns = ["start_s", "end_s"] if timeline else list(bundle.labels)
-                typer.echo(",".join(["path", "label", "score", *columns]))
+                typer.echo(",".join(["path", "decision", "label", "score", *columns]))
                 header_done = True
             if timeline:
                 for w in result.timeline:
-                    row = [result.path, w["label"], w["score"], w["start_s"], w["end_s"]]
-                    typer.echo(",".join(_csv_cell(v) for v in row))
+                    row = [result.path, w["decision"], w["label"], w["score"]]
+                    typer.echo(",".join(_csv_cell(v) for v in [*row, w["start_s"], w["end_s"]]))
             else:
-                row = [result.path, result.label, result.scores[result.label]]
+                row = [result.path, result.decision, result.label, result.scores[result.label]]
                 row += [result.scores[label] for label in bundle.labels]
                 typer.echo(",".join(_csv_cell(v) for v in row))
         else:
             top = sorted(result.scores.items(), key=lambda kv: -kv[1])[:3]
-            others = "  ".join(f"{name} {score:.2f}" for name, score in top[1:])
-            typer.echo(
-                f"{result.path}  {result.label} {result.scores[result.label]:.2f}  ({others})"
-            )
+            if result.decision == result.label:
+                shown, rest = f"{result.label} {result.scores[result.label]:.2f}", top[1:]
+            else:
+                shown, rest = result.decision, top
+            others = "  ".join(f"{name} {score:.2f}" for name, score in rest)
+            typer.echo(f"{result.path}  {shown}  ({others})")
             if timeline:
                 for w in result.timeline:
                     span = f"{w['start_s']:8.2f} - {w['end_s']:8.2f} s"
-                    typer.echo(f"    {span}  {w['label']} {w['score']:.2f}")
+                    typer.echo(f"    {span}  {w['decision']} ({w['label']} {w['score']:.2f})")
+            if events:
+                for e in result.events:
+                    span = f"{e['start_s']:8.2f} - {e['end_s']:8.2f} s"
+                    typer.echo(
+                        f"    event {span}  {e['label']} peak {e['peak_score']:.2f} "
+                        f"mean {e['mean_score']:.2f}"
+                    )
     if failed:
         raise typer.Exit(1)
 

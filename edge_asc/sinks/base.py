@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from edge_asc.events import EventChange
     from edge_asc.listen import Update
 
 
@@ -21,7 +22,10 @@ class Sink:
         """Get ready (open files, connect)."""
 
     def update(self, update: Update) -> None:
-        """Take one update."""
+        """Take one update (its events included: see :attr:`Update.events`)."""
+
+    def events(self, changes: list[EventChange], source: str) -> None:
+        """Take events ended outside an update (the stream is over); called once at the end."""
 
     def close(self) -> None:
         """Flush and release what :meth:`open` took; safe to call twice."""

@@ -1,4 +1,8 @@
-"""One JSON object per update, one per line: what scripts and the journal read."""
+"""One JSON object per update, and one per event start or end, each on a line.
+
+What scripts and the journal read. Event objects have ``"event": "start"|"end"`` and come
+right after the update in which they happened.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from edge_asc.sinks.base import Sink
 
 if TYPE_CHECKING:
+    from edge_asc.events import EventChange
     from edge_asc.listen import Update
 
 
@@ -19,7 +24,18 @@ class JsonLinesSink(Sink):
         self.stream = stream
 
     def update(self, update: Update) -> None:
-        """Write one line and flush it, so a reader sees it at once."""
+        """Write the update's line (and its events' lines) and flush, so a reader sees it."""
+        lines = [update.to_dict()] + [
+            {**c.to_dict(), "source": update.source} for c in update.events
+        ]
+        self._write(lines)
+
+    def events(self, changes: list[EventChange], source: str) -> None:
+        """Write the lines of events that ended with the stream."""
+        self._write([{**change.to_dict(), "source": source} for change in changes])
+
+    def _write(self, objects: list[dict]) -> None:
         stream = self.stream or sys.stdout
-        stream.write(json.dumps(update.to_dict()) + "\n")
+        for data in objects:
+            stream.write(json.dumps(data) + "\n")
         stream.flush()

@@ -56,7 +56,7 @@ class ReplaySource(BlockSource):
         rate = audio_info(path).sample_rate
         self._chunks = iter_audio_blocks(path, rate)  # validates the file now, not in the thread
         super().__init__(
-            f"'{os.fsdecode(path)}'",
+            os.fsdecode(path),
             rate,
             1,
             max_blocks or queue_blocks(rate, block_frames),

@@ -1,0 +1,95 @@
+"""What the sensor says: a scene label, ``unknown`` or ``quiet``, never a forced guess.
+
+Always-on tools that people deploy gate on loudness first, then on per-label score thresholds
+(Frigate's audio events, BirdNET-Pi). The same here: below ``quiet_dbfs`` (and for digital
+silence, always) the answer is ``quiet``; otherwise the steady label is reported only when its
+fused window score reaches that label's threshold, else ``unknown``. Thresholds come from the
+bundle when it stores fitted ones, and may be overridden per label by the user.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from edge_asc.errors import EdgeAscError
+
+QUIET = "quiet"
+"""The decision for input below the level gate."""
+
+UNKNOWN = "unknown"
+"""The decision when no class has enough evidence."""
+
+DEFAULT_QUIET_DBFS = -50.0
+"""Level gate: RMS below this many dB full scale is ``quiet``."""
+
+DEFAULT_THRESHOLD = 0.5
+"""Fused window score a label needs when the bundle stores no fitted threshold."""
+
+
+class DecisionError(EdgeAscError):
+    """A threshold setting that cannot be used; one line."""
+
+
+@dataclass(frozen=True)
+class OpenSetDecision:
+    """The level gate and the per-label score thresholds.
+
+    Parameters
+    ----------
+    labels : tuple of str
+        The model's classes.
+    quiet_dbfs : float
+        Level below which the answer is ``quiet``.
+    threshold : float
+        Score a label needs unless ``per_label`` says otherwise.
+    per_label : mapping of str to float
+        Thresholds of single labels.
+    """
+
+    labels: tuple[str, ...]
+    quiet_dbfs: float = DEFAULT_QUIET_DBFS
+    threshold: float = DEFAULT_THRESHOLD
+    per_label: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.quiet_dbfs) or self.quiet_dbfs > 0:
+            raise DecisionError(
+                f"the quiet level must be a finite dBFS value <= 0, got {self.quiet_dbfs}"
+            )
+        for name, value in {"default": self.threshold, **self.per_label}.items():
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                raise DecisionError(f"threshold of {name!r} must be between 0 and 1, got {value!r}")
+        unknown = sorted(set(self.per_label) - set(self.labels))
+        if unknown:
+            raise DecisionError(
+                f"threshold for unknown label(s) {', '.join(unknown)}; "
+                f"the model's labels are {', '.join(self.labels)}"
+            )
+
+    def threshold_of(self, label: str) -> float:
+        """The score ``label`` needs to be reported."""
+        return float(self.per_label.get(label, self.threshold))
+
+    def decide(self, label: str, score: float, level_dbfs: float) -> str:
+        """``label``, ``unknown`` or ``quiet`` for a steady label, its score and the level."""
+        if not level_dbfs > self.quiet_dbfs:  # -inf (digital silence) and NaN included
+            return QUIET
+        return label if score >= self.threshold_of(label) else UNKNOWN
+
+
+def parse_thresholds(text: str | None) -> dict[str, float]:
+    """``dog=0.7,rain=0.4`` as a dict (``--threshold`` on the command line)."""
+    out: dict[str, float] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise DecisionError(f"thresholds look like 'dog=0.7,rain=0.4', got {item!r}") from None
+    return out

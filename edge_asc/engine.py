@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -104,10 +105,20 @@ class _LevelTrack:
 class _Spectrogram:
     """One spectrogram's model, patch cutter and timing."""
 
-    def __init__(self, member: BundleModel, frames: int, hop: int, model_kwargs: dict) -> None:
+    def __init__(
+        self,
+        member: BundleModel,
+        frames: int,
+        hop: int,
+        model_kwargs: dict,
+        shared: _Spectrogram | None = None,
+    ) -> None:
         self.member = member
         features = member.features
-        self.model = open_model(member, **model_kwargs)
+        if shared is not None:  # another stream's model: loaded once, used by one at a time
+            self.model, self.lock = shared.model, shared.lock
+        else:
+            self.model, self.lock = open_model(member, **model_kwargs), threading.Lock()
         if self.model.input_shape[:2] != (features.n_bins, frames):
             raise EngineError(
                 f"{member.kind} model takes {self.model.input_shape[:2]} patches, the bundle "
@@ -126,7 +137,9 @@ class _Spectrogram:
 
     def classify(self, patches: list[np.ndarray]) -> np.ndarray:
         """Posteriors ``(n, C)`` of raw patches, in order."""
-        return self.model.predict(np.stack([self.member.norm.apply(p) for p in patches]))
+        normalised = np.stack([self.member.norm.apply(p) for p in patches])
+        with self.lock:
+            return self.model.predict(normalised)
 
 
 class StreamingClassifier:
@@ -148,6 +161,9 @@ class StreamingClassifier:
         together (same results, less wall time).
     backend : str
         ``auto``, ``tflite`` or ``onnx``; see :func:`edge_asc.backends.open_model`.
+    share_models : StreamingClassifier, optional
+        Another engine for the same bundle and spectrograms whose loaded models this one
+        uses too (several sources in one process, one model load).
 
     Attributes
     ----------
@@ -165,6 +181,7 @@ class StreamingClassifier:
         patch_hop: int | None = None,
         parallel: bool = True,
         backend: str = "auto",
+        share_models: StreamingClassifier | None = None,
     ) -> None:
         members = bundle.select(kinds)
         self.labels = bundle.labels
@@ -178,8 +195,16 @@ class StreamingClassifier:
         self.sample_rate: int = rates.pop()
         self.kinds: tuple[str, ...] = tuple(members)
         model_kwargs = {"backend": backend, "threads": threads}
+        if share_models is not None and share_models.kinds != tuple(members):
+            raise EngineError("engines can share models only for the same spectrograms")
         self._spectrograms = {
-            kind: _Spectrogram(member, frames, hop, model_kwargs)
+            kind: _Spectrogram(
+                member,
+                frames,
+                hop,
+                model_kwargs,
+                share_models._spectrograms[kind] if share_models is not None else None,
+            )
             for kind, member in members.items()
         }
         self.backend: str = next(iter(self._spectrograms.values())).model.backend

@@ -11,6 +11,7 @@ sleeps, so a replayed file gives the labels ``classify --timeline`` gives.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class Listener:
         Level gate and score thresholds (the defaults when omitted).
     max_not_heard_s : float
         Seconds without its label after which an event ends.
+    share_models : Listener, optional
+        Another listener (of another source) whose loaded models this one uses too.
 
     Attributes
     ----------
@@ -145,8 +148,15 @@ class Listener:
         backend: str = "auto",
         decision: OpenSetDecision | None = None,
         max_not_heard_s: float = DEFAULT_MAX_NOT_HEARD_S,
+        share_models: Listener | None = None,
     ) -> None:
-        self.engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
+        self.engine = StreamingClassifier(
+            bundle,
+            kinds,
+            threads=threads,
+            backend=backend,
+            share_models=share_models.engine if share_models is not None else None,
+        )
         self.tracker = SceneTracker(
             bundle.labels,
             self.engine.kinds,
@@ -159,6 +169,7 @@ class Listener:
         self.audio_s = 0.0
         self.updates = 0
         self.last: Update | None = None
+        self.paused: threading.Event | None = None  # set: audio is discarded, not classified
 
     @property
     def sample_rate(self) -> int:
@@ -172,7 +183,16 @@ class Listener:
     def updates_from(self, source: ModelRateSource) -> Iterator[Update]:
         """Consume ``source`` (already started) and yield an :class:`Update` per new patch."""
         compute = 0.0
+        was_paused = False
         for block in source.blocks():
+            self.audio_s = source.audio_s
+            if self.paused is not None and self.paused.is_set():
+                was_paused = True
+                continue
+            if was_paused:  # the audio has a gap: start the spectrograms and label afresh
+                self.engine.reset()
+                self.tracker.reset()
+                was_paused = False
             started = time.perf_counter()
             patches = self.engine.push(block)
             compute += time.perf_counter() - started

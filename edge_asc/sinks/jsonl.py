@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import TYPE_CHECKING, TextIO
 
 from edge_asc.sinks.base import Sink
@@ -22,6 +23,7 @@ class JsonLinesSink(Sink):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
+        self._lock = threading.Lock()  # several sources' workers write to one stream
 
     def update(self, update: Update) -> None:
         """Write the update's line (and its events' lines) and flush, so a reader sees it."""
@@ -36,6 +38,7 @@ class JsonLinesSink(Sink):
 
     def _write(self, objects: list[dict]) -> None:
         stream = self.stream or sys.stdout
-        for data in objects:
-            stream.write(json.dumps(data) + "\n")
-        stream.flush()
+        with self._lock:
+            for data in objects:
+                stream.write(json.dumps(data) + "\n")
+            stream.flush()

@@ -161,7 +161,7 @@ def _unknown(where: str, table: dict[str, Any], known: dict[str, str], prefix: s
     for key in table:
         if key not in known:
             raise ConfigError(
-                f"{where}: unknown key {prefix}{key!r} (known: {', '.join(sorted(known))})"
+                f"{where}: unknown key {prefix + key!r} (known: {', '.join(sorted(known))})"
             )
 
 

@@ -36,10 +36,11 @@ def is_stream_url(text: str) -> bool:
 def ffmpeg_command(url: str, sample_rate: int) -> list[str]:
     """The FFmpeg command line that decodes ``url`` to mono float32 on standard output."""
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
+    if is_stream_url(url):
+        # Start at once: no seconds of probing and buffering before the first sample.
+        command += ["-fflags", "nobuffer", "-probesize", "32768", "-analyzeduration", "0"]
     if url.startswith(("rtsp://", "rtsps://")):
         command += ["-rtsp_transport", "tcp"]  # through NATs and firewalls, no lost packets
-    if is_stream_url(url) and url.startswith(("http://", "https://")):
-        command += ["-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", "5"]
     command += ["-i", url, "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     return command
 

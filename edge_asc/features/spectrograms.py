@@ -12,6 +12,14 @@ samples past a frame's centre must arrive before that frame is complete.
 
 When several STFT-based spectrograms are requested together, each STFT frame is computed
 once and feeds all of them.
+
+Streaming and batch agree bit for bit, by construction: every step is either elementwise,
+a transform of one frame at a time (numpy's FFT runs each row on its own), or a
+matrix-vector product of fixed shape per frame. A BLAS matrix-matrix product over all the
+frames of a push would be faster per call, but rounds differently depending on how many
+frames it is given, so it is not used. Filter banks run in float32 (their weights and
+inputs are non-negative, so nothing cancels and the result is good to ~1e-5 dB); the FFT
+and the CQT stay float64. Only numpy is imported: the runtime loads nothing of scipy.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from edge_asc.features import filterbanks
 from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig
@@ -88,27 +95,73 @@ def timing(kind: str, config: FeatureConfig) -> FrameTiming:
 
 
 def power_to_db(power: np.ndarray, amin: float) -> np.ndarray:
-    """``10 log10(max(power, amin))``: the log compression every spectrogram ends with."""
-    return 10.0 * np.log10(np.maximum(power, amin))
+    """``10 log10(max(power, amin))``: the log compression every spectrogram ends with.
+
+    Computed in float64 whatever ``power``'s type, so the floor is exactly ``amin``.
+    """
+    return 10.0 * np.log10(np.maximum(power.astype(np.float64, copy=False), amin))
+
+
+def hamming(length: int) -> np.ndarray:
+    """Periodic Hamming window, ``scipy.signal.get_window("hamming", length)``."""
+    if length == 1:
+        return np.ones(1)  # as scipy: a one-sample window passes its sample
+    return 0.54 - 0.46 * np.cos(2.0 * np.pi * np.arange(length) / length)
+
+
+def _apply_bank(bank: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+    """``bank @ spectrum`` for each row of ``spectra``, one fixed-shape product per frame.
+
+    Returns a ``(k, bank rows)`` float32 array; see the module docstring for why frames
+    are not multiplied all at once.
+    """
+    out = np.empty((spectra.shape[0], bank.shape[0]), dtype=np.float32)
+    for i, spectrum in enumerate(spectra.astype(np.float32)):
+        np.matmul(bank, spectrum, out=out[i])
+    return out
 
 
 class _STFTFrames:
-    """The shared STFT: Hamming-windowed frames of ``n_fft`` samples, as power spectra."""
+    """The shared STFT: Hamming-windowed frames of ``n_fft`` samples, as power spectra.
+
+    Only the ``win_length`` windowed samples are transformed (zero-padded to ``n_fft``):
+    leaving out the zeros around them shifts the frame circularly, which changes the phase
+    of the spectrum but not its power.
+    """
 
     def __init__(self, config: FeatureConfig) -> None:
-        import scipy.signal
-
-        window = scipy.signal.get_window("hamming", config.win_length, fftbins=True)
-        offset = (config.n_fft - config.win_length) // 2
-        self._window = np.zeros(config.n_fft)
-        self._window[offset : offset + config.win_length] = window
+        self._window = hamming(config.win_length)
+        self._offset = (config.n_fft - config.win_length) // 2
+        self._n_fft = config.n_fft
         self._frames = FrameBuffer(config.n_fft, config.hop_length, start=-(config.n_fft // 2))
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Power spectra ``(k, n_fft // 2 + 1)`` of the frames completed by ``samples``."""
         frames = self._frames.push(samples)
-        spectrum = np.fft.rfft(frames * self._window, axis=1)
+        windowed = frames[:, self._offset : self._offset + self._window.size] * self._window
+        spectrum = np.fft.rfft(windowed, n=self._n_fft, axis=1)
         return spectrum.real**2 + spectrum.imag**2
+
+
+def dct_ortho(x: np.ndarray, n_out: int) -> np.ndarray:
+    """First ``n_out`` orthonormal DCT-II coefficients of each row of ``x``.
+
+    Equal to ``scipy.fft.dct(x, type=2, norm="ortho")[..., :n_out]``, computed with one
+    real FFT per row (Makhoul's reordering) so each row's result does not depend on how
+    many rows there are, and without importing scipy.
+    """
+    n = x.shape[-1]
+    reordered = np.concatenate([x[..., ::2], x[..., 1::2][..., ::-1]], axis=-1)
+    spectrum = np.fft.rfft(reordered, axis=-1)[..., :n_out]
+    k = np.arange(n_out)
+    out = (spectrum * np.exp(-0.5j * np.pi * k / n)).real * np.sqrt(2.0 / n)
+    out[..., 0] /= np.sqrt(2.0)
+    return out
+
+
+def _float32(bank: np.ndarray) -> np.ndarray:
+    """A filter bank as contiguous float32, the precision it is applied in."""
+    return np.ascontiguousarray(bank, dtype=np.float32)
 
 
 class _Deltas:
@@ -159,20 +212,21 @@ class FeatureStream:
         cfg = self.config
         wanted = set(self.kinds)
         self._stft = _STFTFrames(cfg) if wanted & STFT_KINDS else None
-        self._linear = filterbanks.linear_bands(cfg) if "stft" in wanted else None
-        self._mel = filterbanks.mel_bank(cfg) if wanted & {"logmel", "mfcc"} else None
+        self._linear = _float32(filterbanks.linear_bands(cfg)) if "stft" in wanted else None
+        self._mel = _float32(filterbanks.mel_bank(cfg)) if wanted & {"logmel", "mfcc"} else None
         self._deltas = _Deltas() if "mfcc" in wanted else None
-        self._gammatone = filterbanks.gammatone_bank(cfg) if "gam" in wanted else None
+        self._gammatone = _float32(filterbanks.gammatone_bank(cfg)) if "gam" in wanted else None
         self._cqt = CQTStream(cfg) if "cqt" in wanted else None
         self.samples_in = 0
 
     def _cepstra(self, logmel: np.ndarray) -> np.ndarray:
         """First ``n_mfcc`` orthonormal DCT-II coefficients of each log-Mel frame (eq. 8).
 
-        A per-column FFT-based DCT rather than a matrix product: each frame's cepstrum is
-        then bit-identical however many frames arrive together.
+        ``logmel`` is ``(k, n_bins)``; the result ``(n_mfcc, k)``. A per-frame FFT-based
+        DCT rather than a matrix product: each frame's cepstrum is then bit-identical
+        however many frames arrive together.
         """
-        return scipy.fft.dct(logmel, type=2, norm="ortho", axis=0)[: self.config.n_mfcc]
+        return dct_ortho(logmel, self.config.n_mfcc).T
 
     @property
     def timings(self) -> dict[str, FrameTiming]:
@@ -200,19 +254,20 @@ class FeatureStream:
         amin = self.config.amin
         out: dict[str, np.ndarray] = {}
         if self._stft is not None:
-            power = self._stft.push(x).T  # (n_fft // 2 + 1, k)
+            power = self._stft.push(x)  # (k, n_fft // 2 + 1), frames as rows
             if self._linear is not None:
-                out["stft"] = power_to_db(self._linear @ power, amin)
+                out["stft"] = power_to_db(_apply_bank(self._linear, power), amin).T
             if self._mel is not None:
-                logmel = power_to_db(self._mel @ power, amin)
-                out["logmel"] = logmel
+                logmel = power_to_db(_apply_bank(self._mel, power), amin)
+                out["logmel"] = logmel.T
                 if self._deltas is not None:
                     out["mfcc"] = self._deltas.push(self._cepstra(logmel))
             if self._gammatone is not None:
-                out["gam"] = power_to_db((self._gammatone @ np.sqrt(power)) ** 2, amin)
+                magnitude = _apply_bank(self._gammatone, np.sqrt(power))
+                out["gam"] = power_to_db(magnitude.astype(np.float64) ** 2, amin).T
         if self._cqt is not None:
             out["cqt"] = power_to_db(self._cqt.push(x) ** 2, amin)
-        return {kind: out[kind].astype(np.float32) for kind in self.kinds}
+        return {kind: np.ascontiguousarray(out[kind], dtype=np.float32) for kind in self.kinds}
 
 
 def compute_many(

@@ -31,7 +31,6 @@ from functools import lru_cache
 import numpy as np
 
 from edge_asc.features.config import FeatureConfig
-from edge_asc.features.framing import FrameBuffer
 
 MAX_DECIMATION_STAGES = 10
 STOPBAND_DB = 80.0
@@ -142,8 +141,8 @@ def cqt_plan(config: FeatureConfig) -> CQTPlan:
     )
 
 
-class _Decimator:
-    """One stage of the chain: causal half-band FIR, computed only at even input indices.
+class _HalfBand:
+    """The decimating half-band FIR, evaluated only at the even input indices it keeps.
 
     Output ``m`` is ``sum_j h[j] x[2m - j]``. Only the centre tap and the taps at an odd
     distance from it are non-zero, and those all fall on samples of one parity, so each
@@ -153,36 +152,50 @@ class _Decimator:
     def __init__(self, taps: np.ndarray) -> None:
         centre = (taps.size - 1) // 2
         dense = np.arange((centre + 1) % 2, taps.size, 2)  # odd distance from the centre
+        self.history = taps.size - 1  # past samples each output needs
         self._centre = centre
         self._centre_tap = float(taps[centre])
         self._reach = int(dense[-1])  # the oldest sample a dense tap reaches back to
         self._dense = np.ascontiguousarray(taps[dense][::-1])  # in correlation order
-        self._history = np.zeros(taps.size - 1)
-        self._seen = 0
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """Filtered samples of even (global) index among the ones ``samples`` completes."""
-        n = samples.size
-        first = self._seen % 2  # position in ``samples`` of the first even index
-        count = (n - first + 1) // 2
-        held = self._history.size
-        buf = np.concatenate([self._history, samples])
-        self._history = buf[-held:].copy()
-        self._seen += n
-        if count <= 0:
-            return np.empty(0)
-        i0 = held + first  # position in ``buf`` of the first output's newest sample
-        start = i0 - self._reach
-        taps = self._dense.size
-        stride = buf[start : start + 2 * (count + taps - 1) - 1 : 2]
-        out = np.correlate(stride, self._dense, "valid")
-        centre = buf[i0 - self._centre : i0 - self._centre + 2 * count - 1 : 2]
-        out += self._centre_tap * centre
+    def outputs(self, buf: np.ndarray, newest: int, count: int) -> np.ndarray:
+        """``count`` outputs whose newest inputs are ``buf[newest]``, ``buf[newest + 2]``, ...
+
+        ``buf`` must hold ``history`` samples before ``buf[newest]``.
+        """
+        first = newest - self._reach
+        stride = buf[first : first + 2 * (count + self._dense.size - 1) - 1 : 2]
+        out = np.correlate(stride, self._dense, "valid")  # one dot product per output
+        centre = newest - self._centre
+        out += self._centre_tap * buf[centre : centre + 2 * count - 1 : 2]
         return out
+
+
+class _Stage:
+    """The samples at one rate of the chain that are still needed, and their bookkeeping.
+
+    ``buf[0]`` is the sample of index ``start`` at this rate (negative indices are the
+    zeros before the signal). Frame ``t`` of the level at this rate, if any, covers indices
+    ``t * hop + first_offset`` to ``+ width``; ``done`` frames have been computed.
+    """
+
+    def __init__(self, level: CQTLevel | None, hop: int, history: int) -> None:
+        self.level = level
+        self.hop = hop
+        self.width = level.kernel.shape[1] if level is not None else 0
+        self.first_offset = level.first_offset if level is not None else 0
+        self.history = history  # samples the next stage's filter needs (0 for the last)
+        self.start = min(self.first_offset, -history)
+        self.buf = np.zeros(-self.start)
+        self.done = 0
 
 
 class CQTStream:
     """Streaming constant-Q magnitudes: push samples, get the frames that became complete.
+
+    Each rate of the chain keeps one buffer of the samples still needed, both by its own
+    frames and by the next stage's filter; a push appends to it, computes the frames and
+    the decimated samples it completes, and drops what is no longer needed.
 
     Parameters
     ----------
@@ -193,44 +206,78 @@ class CQTStream:
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
         self.plan = cqt_plan(config)
-        self._decimators = [_Decimator(self.plan.half_band) for _ in range(self.plan.n_stages)]
-        self._frames: dict[int, FrameBuffer] = {}
-        for level in self.plan.levels:
-            hop = config.hop_length // 2**level.stage
-            width = level.kernel.shape[1]
-            self._frames[level.stage] = FrameBuffer(width, hop, start=level.first_offset)
-        self._ready: dict[int, list[np.ndarray]] = {lv.stage: [] for lv in self.plan.levels}
-        self._level_at = {level.stage: level for level in self.plan.levels}
+        self._filter = _HalfBand(self.plan.half_band)
+        level_at = {level.stage: level for level in self.plan.levels}
+        n = self.plan.n_stages
+        self._stages = [
+            _Stage(
+                level_at.get(stage),
+                config.hop_length // 2**stage,
+                self._filter.history if stage < n else 0,
+            )
+            for stage in range(n + 1)
+        ]
+        self._emitted = 0
+        self._pending = np.zeros((0, config.n_bins))  # row r: frame emitted + r, all levels
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Add samples; return the ``(n_bins, k)`` float64 magnitudes of new frames."""
-        signal = samples
-        for stage in range(self.plan.n_stages + 1):
-            if stage > 0:
-                signal = self._decimators[stage - 1].push(signal)
-            level = self._level_at.get(stage)
-            if level is None:
-                continue
-            frames = self._frames[stage].push(signal)
-            if frames.shape[0]:
-                parts = np.empty((frames.shape[0], level.kernel.shape[0]))
-                for i, frame in enumerate(frames):  # one fixed-shape product per frame
-                    np.matmul(level.kernel, frame, out=parts[i])
-                half = level.bins.size
-                self._ready[stage].append(np.hypot(parts[:, :half], parts[:, half:]))
-        return self._emit()
+        new = np.asarray(samples, dtype=np.float64)
+        results = []
+        for stage in self._stages:
+            prev_end = stage.start + stage.buf.size
+            buf = np.concatenate([stage.buf, new]) if new.size else stage.buf
+            end = prev_end + new.size
+            if stage.level is not None:
+                results.append((stage.level, stage.done, self._frames(stage, buf, end)))
+            if stage.history:  # decimate: outputs m with 2m in [prev_end, end)
+                first = (prev_end + 1) // 2
+                count = (end + 1) // 2 - first
+                new = (
+                    self._filter.outputs(buf, 2 * first - stage.start, count)
+                    if count > 0
+                    else np.empty(0)
+                )
+            keep = end - stage.history
+            if stage.level is not None:
+                keep = min(keep, stage.done * stage.hop + stage.first_offset)
+            stage.buf = buf[keep - stage.start :]
+            stage.start = keep
+        return self._emit(results)
 
-    def _emit(self) -> np.ndarray:
-        """Assemble the frames that every level has computed, in bin order."""
-        counts = [sum(a.shape[0] for a in chunks) for chunks in self._ready.values()]
-        ready = min(counts)
-        out = np.empty((ready, self.config.n_bins))
-        if ready == 0:
-            return out.T
-        for level in self.plan.levels:
-            chunks = self._ready[level.stage]
-            joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-            out[:, level.bins] = joined[:ready]
-            rest = joined[ready:]
-            self._ready[level.stage] = [rest] if rest.shape[0] else []
-        return out.T
+    @staticmethod
+    def _frames(stage: _Stage, buf: np.ndarray, end: int) -> np.ndarray:
+        """Magnitudes ``(k, bins)`` of the level's frames completed by samples up to ``end``."""
+        last = (end - stage.first_offset - stage.width) // stage.hop  # last complete frame
+        count = last - stage.done + 1
+        if count <= 0:
+            return np.empty((0, stage.level.bins.size))
+        offset = stage.done * stage.hop + stage.first_offset - stage.start
+        step = buf.strides[0]
+        frames = np.ndarray(
+            (count, stage.width, 1), np.float64, buf, offset * step, (stage.hop * step, step, step)
+        )
+        stage.done += count
+        # one fixed-shape matrix-vector product per frame, all in one call
+        parts = np.matmul(stage.level.kernel, frames)[:, :, 0]
+        half = stage.level.bins.size
+        return np.hypot(parts[:, :half], parts[:, half:])
+
+    def _emit(self, results: list[tuple[CQTLevel, int, np.ndarray]]) -> np.ndarray:
+        """Place each level's new frames, and hand out the frames that every level has."""
+        ready = min(stage.done for stage in self._stages if stage.level is not None)
+        rows = max(stage.done for stage in self._stages) - self._emitted
+        if rows > self._pending.shape[0]:
+            grown = np.empty((rows, self.config.n_bins))
+            grown[: self._pending.shape[0]] = self._pending
+            self._pending = grown
+        for level, done_before, magnitudes in results:
+            if magnitudes.shape[0]:
+                row = done_before - self._emitted
+                self._pending[row : row + magnitudes.shape[0], level.bins] = magnitudes
+        count = ready - self._emitted
+        out = self._pending[:count].T.copy()
+        if count:
+            self._pending[: rows - count] = self._pending[count:rows]
+            self._emitted = ready
+        return out

@@ -173,20 +173,21 @@ class _STFTFrames:
         return spectrum.real**2 + spectrum.imag**2
 
 
-def dct_ortho(x: np.ndarray, n_out: int) -> np.ndarray:
-    """First ``n_out`` orthonormal DCT-II coefficients of each row of ``x``.
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The first ``n_out`` rows of the orthonormal DCT-II of length ``n_in``, transposed.
 
-    Equal to ``scipy.fft.dct(x, type=2, norm="ortho")[..., :n_out]``, computed with one
-    real FFT per row (Makhoul's reordering) so each row's result does not depend on how
-    many rows there are, and without importing scipy.
+    ``x @ dct_matrix(n, m)`` equals ``scipy.fft.dct(x, type=2, norm="ortho")[..., :m]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_in, n_out)`` float64.
     """
-    n = x.shape[-1]
-    reordered = np.concatenate([x[..., ::2], x[..., 1::2][..., ::-1]], axis=-1)
-    spectrum = np.fft.rfft(reordered, axis=-1)[..., :n_out]
-    k = np.arange(n_out)
-    out = (spectrum * np.exp(-0.5j * np.pi * k / n)).real * np.sqrt(2.0 / n)
-    out[..., 0] /= np.sqrt(2.0)
-    return out
+    k = np.arange(n_out)[None, :]
+    n = np.arange(n_in)[:, None]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] /= np.sqrt(2.0)
+    return np.ascontiguousarray(basis)
 
 
 class _Deltas:
@@ -240,6 +241,7 @@ class FeatureStream:
         self._linear = _Bank(filterbanks.linear_bands(cfg)) if "stft" in wanted else None
         self._mel = _Bank(filterbanks.mel_bank(cfg)) if wanted & {"logmel", "mfcc"} else None
         self._deltas = _Deltas() if "mfcc" in wanted else None
+        self._dct = dct_matrix(cfg.n_bins, cfg.n_mfcc) if "mfcc" in wanted else None
         self._gammatone = _Bank(filterbanks.gammatone_bank(cfg)) if "gam" in wanted else None
         self._cqt = CQTStream(cfg) if "cqt" in wanted else None
         self.samples_in = 0
@@ -247,11 +249,11 @@ class FeatureStream:
     def _cepstra(self, logmel: np.ndarray) -> np.ndarray:
         """First ``n_mfcc`` orthonormal DCT-II coefficients of each log-Mel frame (eq. 8).
 
-        ``logmel`` is ``(k, n_bins)``; the result ``(n_mfcc, k)``. A per-frame FFT-based
-        DCT rather than a matrix product: each frame's cepstrum is then bit-identical
-        however many frames arrive together.
+        ``logmel`` is ``(k, n_bins)``; the result ``(n_mfcc, k)``. A stack of per-frame
+        vector-matrix products, not one matrix-matrix product: each frame's cepstrum is
+        then bit-identical however many frames arrive together.
         """
-        return dct_ortho(logmel, self.config.n_mfcc).T
+        return np.matmul(logmel[:, None, :], self._dct)[:, 0, :].T
 
     @property
     def timings(self) -> dict[str, FrameTiming]:

@@ -11,6 +11,13 @@ For each spectrogram it prints, all measured in this one run:
 The last line sums it up. Run it by hand (it is not a test)::
 
     python benchmarks/bench_features.py [--seconds 60] [--data ../shared/data]
+
+``--against DIR`` compares this tree's front-end with another checkout of the repository
+(for instance ``git worktree add /tmp/before <commit>``) in the same run: the streaming cost
+of each spectrogram, of all five together and of the default model's set at 22.05 kHz is
+measured in child processes, one per tree, alternating for ``--rounds`` rounds on the same
+samples, and printed side by side with the speed-up (best round of each). Nothing of the
+other tree is copied here; it only has to provide :class:`FeatureStream`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -150,11 +161,72 @@ def one_hop_cost(kind: str, signal: np.ndarray, config: FeatureConfig, hops: int
     return (time.process_time() - start) / hops
 
 
+MODEL_RATE = 22050
+MODEL_KINDS = ("logmel", "cqt", "gam")  # the shipped default model's spectrograms
+COMPARED: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    *((kind, (kind,), 44100) for kind in KINDS),
+    ("all five", KINDS, 44100),
+    ("default model (22.05 kHz)", MODEL_KINDS, MODEL_RATE),
+)
+
+
+def worker(audio: Path) -> None:
+    """Child process: streaming cost of every set in COMPARED, as JSON on stdout."""
+    samples = np.load(audio)
+    costs = {}
+    for label, kinds, rate in COMPARED:
+        signal = samples[f"rate{rate}"]
+        cost, _ = stream_all(kinds, signal, FeatureConfig(sample_rate=rate))
+        costs[label] = cost / (signal.size / rate)
+    print(json.dumps(costs))
+
+
+def compare(other: Path, data: Path, seconds: float, rounds: int) -> None:
+    """Measure this tree and ``other`` alternately in child processes; print side by side."""
+    trees = {"this tree": REPO, "other": other.resolve()}
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = Path(tmp) / "audio.npz"
+        np.savez(
+            audio,
+            **{f"rate{r}": real_audio(data, seconds, r) for r in {rate for *_, rate in COMPARED}},
+        )
+        best: dict[str, dict[str, float]] = {name: {} for name in trees}
+        for _ in range(rounds):
+            for name, tree in trees.items():
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                out = subprocess.run(
+                    [sys.executable, __file__, "--worker", str(audio)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                for label, cost in json.loads(out).items():
+                    best[name][label] = min(cost, best[name].get(label, np.inf))
+    print(
+        f"{seconds:.0f} s of real audio, {BLOCK}-sample blocks, one thread, best of {rounds} "
+        f"alternating rounds; other = {other}"
+    )
+    print(f"{'spectrograms':27s} {'this CPU-s/s':>13s} {'other CPU-s/s':>14s} {'speed-up':>9s}")
+    for label, *_ in COMPARED:
+        mine, theirs = best["this tree"][label], best["other"][label]
+        print(f"{label:27s} {mine:13.4f} {theirs:14.4f} {theirs / mine:8.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+    if args.against:
+        compare(args.against, args.data, args.seconds, args.rounds)
+        return
     config = FeatureConfig()
     signal = real_audio(args.data, args.seconds, config.sample_rate)
     seconds = signal.size / config.sample_rate

@@ -44,8 +44,7 @@ def _assert_same_frames(streamed: dict, batch: dict) -> None:
         got = streamed[kind]
         assert got.shape == expected.shape, kind
         assert got.dtype == np.float32
-        # float32 rounding of values that reach ~100 dB; in practice they are bit-identical
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4, err_msg=kind)
+        np.testing.assert_array_equal(got, expected, err_msg=kind)  # bit for bit
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ batch and streaming forms of every spectrogram be one piece of code.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 class FrameBuffer:
@@ -38,19 +37,27 @@ class FrameBuffer:
         self.frames_out = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        """Add samples; return the newly complete frames as a ``(k, frame_length)`` array."""
+        """Add samples; return the newly complete frames as a ``(k, frame_length)`` array.
+
+        The frames are a read-only strided view (no copy) of the samples held.
+        """
         if self._skip:
             dropped = min(self._skip, samples.shape[0])
             samples = samples[dropped:]
             self._skip -= dropped
         buf = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        buf = np.ascontiguousarray(buf, dtype=np.float64)
         if buf.shape[0] < self.frame_length:
-            self._pending = np.array(buf, dtype=np.float64)
+            self._pending = buf.copy()
             return np.empty((0, self.frame_length))
         count = (buf.shape[0] - self.frame_length) // self.hop + 1
-        frames = sliding_window_view(buf, self.frame_length)[:: self.hop][:count]
+        step = buf.strides[0]
+        frames = np.ndarray(
+            (count, self.frame_length), np.float64, buf, strides=(step * self.hop, step)
+        )  # what as_strided does, without its overhead (this runs per push and level)
+        frames.flags.writeable = False
         consumed = count * self.hop
-        self._pending = np.array(buf[consumed:], dtype=np.float64)
+        self._pending = buf[consumed:].copy()
         # A frame shorter than the hop leaves a gap: the next frame starts past the buffer.
         self._skip = max(0, consumed - buf.shape[0])
         self.frames_out += count

@@ -12,6 +12,14 @@ samples past a frame's centre must arrive before that frame is complete.
 
 When several STFT-based spectrograms are requested together, each STFT frame is computed
 once and feeds all of them.
+
+Streaming and batch agree bit for bit, by construction: every step is either elementwise,
+a transform of one frame at a time (numpy's FFT runs each row on its own), or a
+matrix-vector product of fixed shape per frame. A BLAS matrix-matrix product over all the
+frames of a push would be faster per call, but rounds differently depending on how many
+frames it is given, so it is not used. Filter banks run in float32 (their weights and
+inputs are non-negative, so nothing cancels and the result is good to ~1e-5 dB); the FFT
+and the CQT stay float64. Only numpy is imported: the runtime loads nothing of scipy.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from edge_asc.features import filterbanks
 from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig
@@ -88,27 +95,99 @@ def timing(kind: str, config: FeatureConfig) -> FrameTiming:
 
 
 def power_to_db(power: np.ndarray, amin: float) -> np.ndarray:
-    """``10 log10(max(power, amin))``: the log compression every spectrogram ends with."""
-    return 10.0 * np.log10(np.maximum(power, amin))
+    """``10 log10(max(power, amin))``: the log compression every spectrogram ends with.
+
+    Computed in float64 whatever ``power``'s type, so the floor is exactly ``amin``.
+    """
+    return 10.0 * np.log10(np.maximum(power.astype(np.float64, copy=False), amin))
+
+
+def hamming(length: int) -> np.ndarray:
+    """Periodic Hamming window, ``scipy.signal.get_window("hamming", length)``."""
+    if length == 1:
+        return np.ones(1)  # as scipy: a one-sample window passes its sample
+    return 0.54 - 0.46 * np.cos(2.0 * np.pi * np.arange(length) / length)
+
+
+class _Bank:
+    """A filter bank applied to frames of a spectrum: ``(k, n_freq)`` in, ``(k, rows)`` out.
+
+    Each frame's result is a stack of vector-matrix products of fixed shapes, in one call
+    per product: numpy runs each as its own BLAS matrix-vector product, so a frame's result
+    does not depend on how many frames came with it (see the module docstring). Banks whose
+    rows are zero outside a narrow range (Mel, linear bands) are split into groups of
+    consecutive rows, each multiplied over its columns' span only: an eighth of the
+    arithmetic of the dense product, in a few calls. A dense bank (gammatone) stays whole.
+
+    Parameters
+    ----------
+    bank : numpy.ndarray
+        ``(rows, n_freq)`` non-negative weights; applied in float32.
+    groups : int
+        Groups of rows to try; kept only if it at least halves the arithmetic.
+    """
+
+    def __init__(self, bank: np.ndarray, groups: int = 8) -> None:
+        self.rows = bank.shape[0]
+        parts = []
+        for rows in np.array_split(np.arange(self.rows), groups):
+            used = np.flatnonzero((bank[rows] != 0).any(axis=0))
+            lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+            weights = np.ascontiguousarray(bank[rows, lo:hi].T, dtype=np.float32)
+            parts.append((slice(int(rows[0]), int(rows[-1]) + 1), lo, hi, weights))
+        if 2 * sum(w.size for *_, w in parts) > bank.size:
+            dense = np.ascontiguousarray(bank.T, dtype=np.float32)
+            parts = [(slice(0, self.rows), 0, bank.shape[1], dense)]
+        self._parts = parts
+
+    def __call__(self, spectra: np.ndarray) -> np.ndarray:
+        """``bank @ spectrum`` for every row of ``spectra``, as float32 ``(k, rows)``."""
+        frames = spectra.astype(np.float32)[:, None, :]
+        if len(self._parts) == 1:
+            return np.matmul(frames, self._parts[0][3])[:, 0, :]
+        out = np.empty((spectra.shape[0], self.rows), dtype=np.float32)
+        for rows, lo, hi, weights in self._parts:
+            out[:, rows] = np.matmul(frames[:, :, lo:hi], weights)[:, 0, :]
+        return out
 
 
 class _STFTFrames:
-    """The shared STFT: Hamming-windowed frames of ``n_fft`` samples, as power spectra."""
+    """The shared STFT: Hamming-windowed frames of ``n_fft`` samples, as power spectra.
+
+    Only the ``win_length`` windowed samples are transformed (zero-padded to ``n_fft``):
+    leaving out the zeros around them shifts the frame circularly, which changes the phase
+    of the spectrum but not its power.
+    """
 
     def __init__(self, config: FeatureConfig) -> None:
-        import scipy.signal
-
-        window = scipy.signal.get_window("hamming", config.win_length, fftbins=True)
-        offset = (config.n_fft - config.win_length) // 2
-        self._window = np.zeros(config.n_fft)
-        self._window[offset : offset + config.win_length] = window
+        self._window = hamming(config.win_length)
+        self._offset = (config.n_fft - config.win_length) // 2
+        self._n_fft = config.n_fft
         self._frames = FrameBuffer(config.n_fft, config.hop_length, start=-(config.n_fft // 2))
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Power spectra ``(k, n_fft // 2 + 1)`` of the frames completed by ``samples``."""
         frames = self._frames.push(samples)
-        spectrum = np.fft.rfft(frames * self._window, axis=1)
+        windowed = frames[:, self._offset : self._offset + self._window.size] * self._window
+        spectrum = np.fft.rfft(windowed, n=self._n_fft, axis=1)
         return spectrum.real**2 + spectrum.imag**2
+
+
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The first ``n_out`` rows of the orthonormal DCT-II of length ``n_in``, transposed.
+
+    ``x @ dct_matrix(n, m)`` equals ``scipy.fft.dct(x, type=2, norm="ortho")[..., :m]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_in, n_out)`` float64.
+    """
+    k = np.arange(n_out)[None, :]
+    n = np.arange(n_in)[:, None]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] /= np.sqrt(2.0)
+    return np.ascontiguousarray(basis)
 
 
 class _Deltas:
@@ -159,20 +238,22 @@ class FeatureStream:
         cfg = self.config
         wanted = set(self.kinds)
         self._stft = _STFTFrames(cfg) if wanted & STFT_KINDS else None
-        self._linear = filterbanks.linear_bands(cfg) if "stft" in wanted else None
-        self._mel = filterbanks.mel_bank(cfg) if wanted & {"logmel", "mfcc"} else None
+        self._linear = _Bank(filterbanks.linear_bands(cfg)) if "stft" in wanted else None
+        self._mel = _Bank(filterbanks.mel_bank(cfg)) if wanted & {"logmel", "mfcc"} else None
         self._deltas = _Deltas() if "mfcc" in wanted else None
-        self._gammatone = filterbanks.gammatone_bank(cfg) if "gam" in wanted else None
+        self._dct = dct_matrix(cfg.n_bins, cfg.n_mfcc) if "mfcc" in wanted else None
+        self._gammatone = _Bank(filterbanks.gammatone_bank(cfg)) if "gam" in wanted else None
         self._cqt = CQTStream(cfg) if "cqt" in wanted else None
         self.samples_in = 0
 
     def _cepstra(self, logmel: np.ndarray) -> np.ndarray:
         """First ``n_mfcc`` orthonormal DCT-II coefficients of each log-Mel frame (eq. 8).
 
-        A per-column FFT-based DCT rather than a matrix product: each frame's cepstrum is
+        ``logmel`` is ``(k, n_bins)``; the result ``(n_mfcc, k)``. A stack of per-frame
+        vector-matrix products, not one matrix-matrix product: each frame's cepstrum is
         then bit-identical however many frames arrive together.
         """
-        return scipy.fft.dct(logmel, type=2, norm="ortho", axis=0)[: self.config.n_mfcc]
+        return np.matmul(logmel[:, None, :], self._dct)[:, 0, :].T
 
     @property
     def timings(self) -> dict[str, FrameTiming]:
@@ -200,19 +281,20 @@ class FeatureStream:
         amin = self.config.amin
         out: dict[str, np.ndarray] = {}
         if self._stft is not None:
-            power = self._stft.push(x).T  # (n_fft // 2 + 1, k)
+            power = self._stft.push(x)  # (k, n_fft // 2 + 1), frames as rows
             if self._linear is not None:
-                out["stft"] = power_to_db(self._linear @ power, amin)
+                out["stft"] = power_to_db(self._linear(power), amin).T
             if self._mel is not None:
-                logmel = power_to_db(self._mel @ power, amin)
-                out["logmel"] = logmel
+                logmel = power_to_db(self._mel(power), amin)
+                out["logmel"] = logmel.T
                 if self._deltas is not None:
                     out["mfcc"] = self._deltas.push(self._cepstra(logmel))
             if self._gammatone is not None:
-                out["gam"] = power_to_db((self._gammatone @ np.sqrt(power)) ** 2, amin)
+                magnitude = self._gammatone(np.sqrt(power))
+                out["gam"] = power_to_db(magnitude.astype(np.float64) ** 2, amin).T
         if self._cqt is not None:
             out["cqt"] = power_to_db(self._cqt.push(x) ** 2, amin)
-        return {kind: out[kind].astype(np.float32) for kind in self.kinds}
+        return {kind: np.ascontiguousarray(out[kind], dtype=np.float32) for kind in self.kinds}
 
 
 def compute_many(

@@ -204,8 +204,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         _warn_if_cut_short(path, size, rate, channels, sample_bytes)
     elif frames * channels > size * MAX_SAMPLES_PER_BYTE:
         raise AudioError(
-            f"{name} claims {frames} frames of {channels} channel(s), implausible for "
-            f"{size} bytes"
+            f"{name} claims {frames} frames of {channels} channel(s), implausible for {size} bytes"
         )
     return AudioInfo(
         sample_rate=rate, channels=channels, frames=frames, duration_s=float(frames) / rate
@@ -456,9 +455,7 @@ def _data_chunk(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def _too_long(path: str | os.PathLike[str], seconds: float, limit: float) -> str:
-    return (
-        f"{_quote(path)} is too long to hold in memory ({seconds:.0f} s; at most {limit:.0f} s)"
-    )
+    return f"{_quote(path)} is too long to hold in memory ({seconds:.0f} s; at most {limit:.0f} s)"
 
 
 @contextmanager

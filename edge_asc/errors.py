@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 
 class EdgeAscError(Exception):
@@ -38,7 +39,14 @@ def one_line_warnings(prog: str = "edge-asc") -> Iterator[None]:
     previous = warnings.showwarning
     seen: set[str] = set()
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         if not issubclass(category, EdgeAscWarning):
             previous(message, category, filename, lineno, file, line)
             return

@@ -19,9 +19,9 @@ import numpy as np
 import typer
 
 from edge_asc import __version__
-from edge_asc.audio import AudioError, iter_audio_blocks, load_audio
+from edge_asc.audio import AudioError, load_audio
 from edge_asc.errors import EdgeAscError, one_line
-from edge_asc.features import KINDS, FeatureConfig, FeatureStream, parse_kinds
+from edge_asc.features import KINDS, FeatureConfig, parse_kinds
 from edge_asc.files import atomic_output
 
 app = typer.Typer(
@@ -92,25 +92,6 @@ def _feature_config(preset: str, sample_rate: int | None) -> FeatureConfig:
     return config
 
 
-def _stream_features(
-    audio: Path, kinds: tuple[str, ...], config: FeatureConfig, block: int
-) -> dict[str, np.ndarray]:
-    """Compute through :class:`FeatureStream` in blocks of exactly ``block`` samples."""
-    stream = FeatureStream(kinds, config)
-    parts: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
-    pending = np.zeros(0, dtype=np.float32)
-    for chunk in iter_audio_blocks(audio, config.sample_rate):
-        pending = np.concatenate([pending, chunk])
-        n_full = pending.size // block * block
-        for start in range(0, n_full, block):
-            for kind, frames in stream.push(pending[start : start + block]).items():
-                parts[kind].append(frames)
-        pending = pending[n_full:]
-    for kind, frames in stream.push(pending).items():
-        parts[kind].append(frames)
-    return {kind: np.concatenate(parts[kind], axis=1) for kind in kinds}
-
-
 @app.command()
 def features(
     audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG, ...).")],
@@ -147,29 +128,19 @@ def features(
             raise UserError(f"--out must end in .npy or .npz, got {out.name!r}")
         if out is not None and out.suffix == ".npy" and len(kinds) > 1:
             raise UserError("several spectrograms need an .npz --out (one array per kind)")
-        if stream_block is None:
-            signal = load_audio(audio, config.sample_rate)
-            specs = FeatureStream(kinds, config).push(signal)
-        else:
-            specs = _stream_features(audio, kinds, config, stream_block)
-        for name, spec in specs.items():
-            seconds = spec.shape[1] * config.hop_length / config.sample_rate
-            low, high = (float(spec.min()), float(spec.max())) if spec.size else (0.0, 0.0)
-            typer.echo(
-                f"{name:7s} {spec.shape[0]}x{spec.shape[1]} float32  "
-                f"({seconds:.2f} s of frames, {low:.1f} .. {high:.1f})"
-            )
+        from edge_asc.spectrogram_files import write_spectrograms
+
+        result = write_spectrograms(
+            audio, kinds, config, out, block=stream_block, keep=png is not None
+        )
+        for summary in result.summaries:
+            typer.echo(summary.describe())
         if out is not None:
-            with atomic_output(out) as tmp:
-                if out.suffix == ".npy":
-                    np.save(tmp, specs[kinds[0]])
-                else:
-                    np.savez(tmp, **specs)
             typer.echo(f"wrote {out}")
-        if png is not None:
+        if png is not None and result.arrays is not None:
             from edge_asc.plotting import plot_spectrograms
 
-            plot_spectrograms(png, specs, config, title=audio.name)
+            plot_spectrograms(png, result.arrays, config, title=audio.name)
             typer.echo(f"wrote {png}")
 
 
@@ -631,7 +602,11 @@ def main() -> None:
     # with OpenBLAS spreading them over cores, and the interpreter has its own --threads.
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    from edge_asc.errors import one_line_warnings
+    from edge_asc.signals import graceful_signals
+
+    # SIGTERM / SIGHUP raise an exception, so atomic_output removes its temporary file.
+    with graceful_signals(), one_line_warnings(), threadpool_limits(limits=1, user_api="blas"):
         app()
 
 

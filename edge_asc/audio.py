@@ -28,6 +28,7 @@ import operator
 import os
 import stat
 import struct
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,7 +180,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         is then what the file really holds.
     """
     size = _regular_file_size(path)
-    with _reading(path):
+    with _reading(path), _quiet_native_stderr():
         info = sf.info(os.fspath(path))
     rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
     name = _quote(path)
@@ -250,7 +251,7 @@ def load_audio(
     if max_seconds is not None and info.duration_s > max_seconds:
         raise AudioError(_too_long(path, info.duration_s, max_seconds))
     parts: list[np.ndarray] = []
-    with _reading(path):
+    with _reading(path), _quiet_native_stderr():
         handle = sf.SoundFile(os.fspath(path))
     with handle:
         file_rate = handle.samplerate
@@ -325,7 +326,7 @@ def iter_audio_blocks(
 def _stream_blocks(
     path: str | os.PathLike[str], target: int, block_frames: int
 ) -> Iterator[np.ndarray]:
-    with _reading(path):
+    with _reading(path), _quiet_native_stderr():
         handle = sf.SoundFile(os.fspath(path))
     with handle:
         stream = None
@@ -459,6 +460,33 @@ def _too_long(path: str | os.PathLike[str], seconds: float, limit: float) -> str
 
 
 @contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to ``/dev/null`` inside the block.
+
+    While libsndfile probes a file's format, libmpg123 prints its own complaints about
+    anything that looks a little like MPEG ("[src/libmpg123/parse.c:...] warning: ...")
+    straight to stderr, a second line beside edge-asc's one-line error. Python's own
+    ``sys.stderr`` is flushed first and is unaffected afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield  # no usable descriptor 2 (embedded, closed): nothing to silence
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextmanager
 def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn whatever soundfile raises inside the block into a one-line :class:`AudioError`."""
     try:
@@ -489,6 +517,8 @@ def _describe_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
     else:
         reason = str(exc)
     reason = _one_line(reason).removeprefix("Error : ").rstrip(".") or type(exc).__name__
+    if "possibly a pipe" in reason:  # libsndfile's MPEG probe, about a file we know is regular
+        reason = "Format not recognised"
     return f"cannot read {name}: not an audio file or corrupt ({reason})"
 
 

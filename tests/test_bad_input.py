@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edge_asc.audio import AudioError, AudioWarning, audio_info, iter_audio_blocks, load_audio
 from edge_asc.features import FeatureConfig, timing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -466,3 +467,35 @@ def test_stale_temp_of_a_dead_writer_is_removed(tmp_path: Path) -> None:
     )
     check(run, 0, None)
     assert listing(tmp_path) == sorted([alive.name, other.name, "x.npy"])
+
+
+# --- the same checks in the library -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in ERRORS if c not in ("nan-float-wav", "truncated-flac")]
+)
+def test_audio_info_refuses_before_decoding(case: str, corpus: dict[str, Path]) -> None:
+    with pytest.raises(AudioError) as info:
+        audio_info(corpus[case])
+    assert ERRORS[case] in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_wav_warns_once_and_reads_what_is_there(corpus: dict[str, Path]) -> None:
+    path = corpus["truncated-wav"]
+    with pytest.warns(AudioWarning, match="cut short") as caught:
+        info = audio_info(path)
+    assert len(caught) == 1
+    held = (path.stat().st_size - 44) // 2  # what the file really holds after its header
+    assert info.frames == held
+    with pytest.warns(AudioWarning):
+        signal = load_audio(path, 22050)
+    assert signal.shape == (held,)
+
+
+def test_upsampled_blocks_stay_near_block_frames(tmp_path: Path) -> None:
+    path = _noise_wav(tmp_path / "low.wav", 20.0, rate=1000)
+    blocks = list(iter_audio_blocks(path, 44100, block_frames=65536))
+    assert max(len(b) for b in blocks) <= 2 * 65536  # not 44.1 x 65536
+    assert abs(sum(len(b) for b in blocks) - 20 * 44100) <= 2

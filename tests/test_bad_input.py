@@ -37,6 +37,7 @@ import soundfile as sf
 
 from edge_asc.audio import AudioError, AudioWarning, audio_info, iter_audio_blocks, load_audio
 from edge_asc.features import FeatureConfig, timing
+from edge_asc.spectrogram_files import KEEP_MAX_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDRESS_SPACE_MB = 1536
@@ -379,8 +380,17 @@ def test_one_hour_streams_in_bounded_memory(hour_wav: Path, tmp_path: Path) -> N
 def test_one_hour_png_is_refused_up_front(hour_wav: Path, tmp_path: Path) -> None:
     args = ["features", str(hour_wav), "--png", str(tmp_path / "x.png")]
     run = run_cli("one-hour --png", args, tmp_path)
-    check(run, 2, "edge-asc: error: ", "3600 s long", "limited to 300 s")
+    check(run, 2, "edge-asc: error: ", "3600 s long", "limited to 60 s")
     assert listing(tmp_path) == []
+
+
+def test_png_at_the_length_limit_fits(tmp_path: Path) -> None:
+    audio = _noise_wav(tmp_path.parent / "minute.wav", KEEP_MAX_SECONDS)
+    args = ["features", str(audio), "--kind", "all", "--png", str(tmp_path / "x.png")]
+    run = run_cli("png at the limit", args, tmp_path, timeout=LONG_TIMEOUT_S)
+    check(run, 0, None, max_seconds=LONG_TIMEOUT_S)
+    assert listing(tmp_path) == ["x.png"]
+    audio.unlink()
 
 
 SIGNAL_RUN_TIMEOUT_S = 30.0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge_asc.files import atomic_output
+from edge_asc.files import LEGACY_STALE_SECONDS, atomic_output, remove_stale_temps
 
 
 class Boom(Exception):
@@ -130,3 +133,60 @@ def test_replacing_keeps_the_mode_of_the_old_file(tmp_path: Path) -> None:
         temp.write_text("new")
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o750
+
+
+# --- leftovers of writers that were killed --------------------------------------------------
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_temp_name_carries_the_pid(tmp_path: Path) -> None:
+    with atomic_output(tmp_path / "x.npy") as temp:
+        assert temp.name.startswith(f".x.npy.tmp-{os.getpid()}-")
+        assert temp.suffix == ".npy"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids checked with os.kill(pid, 0)")
+def test_leftovers_of_dead_writers_of_the_same_target_are_removed(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    stale = [
+        tmp_path / f".x.npz.tmp-{dead}-0123abcd.npz",
+        tmp_path / f".x.npz.tmp-{dead}-0123abcd.npz.logmel.npy",  # a writer's helper file
+    ]
+    kept = [
+        tmp_path / f".x.npz.tmp-{os.getpid()}-0123abcd.npz",  # a writer still running
+        tmp_path / f".y.npz.tmp-{dead}-0123abcd.npz",  # another target
+        tmp_path / ".x.npz.tmp-0123abcd.npz",  # old-style name, recent: maybe in use
+        tmp_path / "x.npz.tmp-1-0123abcd.npz",  # not hidden: not ours
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    assert sorted(remove_stale_temps(tmp_path / "x.npz")) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_old_style_leftovers_go_once_they_are_old(tmp_path: Path) -> None:
+    old = tmp_path / ".x.npy.tmp-0123abcd.npy"
+    old.write_bytes(b"x")
+    past = time.time() - LEGACY_STALE_SECONDS - 60
+    os.utime(old, (past, past))
+    with atomic_output(tmp_path / "x.npy") as temp:
+        temp.write_bytes(b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+
+
+def test_atomic_output_removes_stale_leftovers_first(tmp_path: Path) -> None:
+    leftover = tmp_path / f".x.npy.tmp-{_dead_pid()}-0123abcd.npy"
+    leftover.write_bytes(b"106 MB in real life")
+    with atomic_output(tmp_path / "x.npy") as temp:
+        assert not leftover.exists()
+        temp.write_bytes(b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]

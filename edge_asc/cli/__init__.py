@@ -43,7 +43,12 @@ def main() -> None:
     # with OpenBLAS spreading them over cores, and the interpreter has its own --threads.
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    from edge_asc.errors import one_line_warnings
+    from edge_asc.signals import graceful_signals
+
+    # SIGTERM / SIGHUP raise an exception, so atomic_output removes its temporary file and
+    # listen ends like on Ctrl-C.
+    with graceful_signals(), one_line_warnings(), threadpool_limits(limits=1, user_api="blas"):
         app()
 
 

@@ -81,6 +81,7 @@ def listen(
     """Label the scene live from a microphone or streams (or files replayed the same way)."""
     from edge_asc.config import ListenSettings, MqttOptions, SourceSettings, load_config
     from edge_asc.sensor import Sensor
+    from edge_asc.signals import Terminated
 
     sensor = mqtt_sink = None
     try:
@@ -145,8 +146,8 @@ def listen(
             finally:
                 for sink in reversed(sinks):
                     sink.close()
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how listening normally ends
+    except (KeyboardInterrupt, Terminated):
+        pass  # Ctrl-C, `kill` or `systemctl stop`: how listening normally ends (exit 0)
     if sensor is not None:
         mqtt_note = ""
         if mqtt_sink is not None:

@@ -9,31 +9,13 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from edge_asc.audio import iter_audio_blocks, load_audio
-from edge_asc.blocks import reblock
 from edge_asc.cli.common import UserError, app, fail, feature_config, kinds_option, user_errors
-from edge_asc.features import KINDS, FeatureConfig, FeatureStream, parse_kinds
-from edge_asc.files import atomic_output
+from edge_asc.features import KINDS, parse_kinds
 from edge_asc.train.training import TrainConfig
 
 _TRAIN = TrainConfig()  # the training defaults, typed once (the paper's settings)
-
-
-def _stream_features(
-    audio: Path, kinds: tuple[str, ...], config: FeatureConfig, block: int
-) -> dict[str, np.ndarray]:
-    """Compute through :class:`FeatureStream` in blocks of exactly ``block`` samples."""
-    stream = FeatureStream(kinds, config)
-    parts: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
-    for piece in reblock(iter_audio_blocks(audio, config.sample_rate), block):
-        for kind, frames in stream.push(piece).items():
-            parts[kind].append(frames)
-    for kind, frames in stream.push(np.zeros(0, dtype=np.float32)).items():
-        parts[kind].append(frames)
-    return {kind: np.concatenate(parts[kind], axis=1) for kind in kinds}
 
 
 @app.command()
@@ -72,29 +54,19 @@ def features(
             raise UserError(f"--out must end in .npy or .npz, got {out.name!r}")
         if out is not None and out.suffix == ".npy" and len(kinds) > 1:
             raise UserError("several spectrograms need an .npz --out (one array per kind)")
-        if stream_block is None:
-            signal = load_audio(audio, config.sample_rate)
-            specs = FeatureStream(kinds, config).push(signal)
-        else:
-            specs = _stream_features(audio, kinds, config, stream_block)
-        for name, spec in specs.items():
-            seconds = spec.shape[1] * config.hop_length / config.sample_rate
-            low, high = (float(spec.min()), float(spec.max())) if spec.size else (0.0, 0.0)
-            typer.echo(
-                f"{name:7s} {spec.shape[0]}x{spec.shape[1]} float32  "
-                f"({seconds:.2f} s of frames, {low:.1f} .. {high:.1f})"
-            )
+        from edge_asc.spectrogram_files import write_spectrograms
+
+        result = write_spectrograms(
+            audio, kinds, config, out, block=stream_block, keep=png is not None
+        )
+        for summary in result.summaries:
+            typer.echo(summary.describe())
         if out is not None:
-            with atomic_output(out) as tmp:
-                if out.suffix == ".npy":
-                    np.save(tmp, specs[kinds[0]])
-                else:
-                    np.savez(tmp, **specs)
             typer.echo(f"wrote {out}")
-        if png is not None:
+        if png is not None and result.arrays is not None:
             from edge_asc.plotting import plot_spectrograms
 
-            plot_spectrograms(png, specs, config, title=audio.name)
+            plot_spectrograms(png, result.arrays, config, title=audio.name)
             typer.echo(f"wrote {png}")
 
 

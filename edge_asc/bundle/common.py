@@ -1,0 +1,45 @@
+"""What every part of the bundle package shares: its error, names, and one-line messages.
+
+A bundle comes from outside (a download, a USB stick, another team), so every message about
+it quotes untrusted text; the helpers here keep such quotes short and on one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from edge_asc.errors import EdgeAscError
+
+BUNDLE_SUFFIX = ".easc"
+"""Conventional file suffix of a bundle."""
+
+MANIFEST_NAME = "manifest.json"
+"""Name of the manifest inside the zip archive."""
+
+SIGNATURE_NAME = "signature.json"
+"""Name of the optional Ed25519 signature of the manifest inside the zip archive."""
+
+
+class BundleError(EdgeAscError):
+    """A bundle that cannot be written or loaded; ``str()`` is one line naming the file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """``text`` with carriage returns and newlines escaped, so it stays on one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """``repr`` of an untrusted value, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def names(items: Sequence[str], limit: int = 5) -> str:
+    """A short, quoted list of names: at most ``limit`` shown, then how many more."""
+    shown = ", ".join(short(name, 40) for name in items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"

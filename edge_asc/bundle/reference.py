@@ -1,0 +1,123 @@
+"""The reference check: every copy of a model must compute the same function.
+
+A bundle may carry one network twice, as TFLite (for the CPU) and as ONNX (for a GPU). Export
+runs both on one seeded patch and stores their outputs in the manifest; the manifest check
+refuses copies whose stored outputs disagree, and :func:`verify_member`, called by the
+runtime once it has opened a model, runs the copy it will use on the same patch and refuses
+it when its output differs from what export measured. A model swapped for another, or an
+ONNX conversion that went wrong, is then refused instead of labelling scenes differently on
+the GPU than on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from edge_asc.bundle.common import BundleError
+from edge_asc.bundle.manifest import AGREEMENT_TOLERANCE, Reference
+
+if TYPE_CHECKING:
+    from edge_asc.bundle.loader import BundleModel
+
+REFERENCE_SEED = 20260509
+"""Seed export uses for the reference patch."""
+
+REPLAY_TOLERANCE = 0.05
+"""Largest difference of any class probability between a copy run now and the same copy at
+export (other CPUs, interpreter versions, GPU float16 kernels)."""
+
+
+class PatchClassifier(Protocol):
+    """What the check needs of a runnable model (e.g. :class:`edge_asc.inference.PatchModel`)."""
+
+    def predict(self, patches: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, C)`` of ``(n, bins, frames)`` patches."""
+        ...
+
+
+def reference_patch(seed: int, bins: int, frames: int) -> np.ndarray:
+    """The reference input: a ``(1, bins, frames)`` float32 patch of standard normal values.
+
+    Drawn with NumPy's legacy ``RandomState``, whose stream is frozen across NumPy versions,
+    so the same seed gives the same patch on the exporting and on the running machine.
+    """
+    rng = np.random.RandomState(seed)  # the legacy, frozen stream on purpose
+    return rng.standard_normal((1, bins, frames)).astype(np.float32)
+
+
+def reference_outputs(
+    models: Mapping[str, PatchClassifier], bins: int, frames: int, seed: int = REFERENCE_SEED
+) -> Reference:
+    """Run every copy of one model (``{"tflite": ..., "onnx": ...}``) on the reference patch.
+
+    Export stores the result as the spectrogram's ``reference``.
+    """
+    patch = reference_patch(seed, bins, frames)
+    outputs = {
+        name: tuple(round(float(p), 6) for p in np.asarray(model.predict(patch))[0])
+        for name, model in models.items()
+    }
+    return Reference(seed=seed, outputs=outputs)
+
+
+def verify_member(
+    member: BundleModel,
+    tflite_model: PatchClassifier | None = None,
+    onnx_model: PatchClassifier | None = None,
+) -> None:
+    """Check opened copies of a bundle model against the outputs stored at export.
+
+    Each given copy is run on the reference patch; its output must match what the same
+    copy gave at export (within :data:`REPLAY_TOLERANCE`) and what the other copy gave
+    (within the bundle quantization's :data:`~edge_asc.bundle.manifest.AGREEMENT_TOLERANCE`).
+    When both copies are given they are also compared with each other. A member without a
+    stored reference (bundles exported before the check existed, the shipped default) passes.
+
+    Parameters
+    ----------
+    member : BundleModel
+        The member the copies were opened from.
+    tflite_model, onnx_model : optional
+        Its opened TFLite and ONNX models (anything with ``predict``).
+
+    Raises
+    ------
+    BundleError
+        One line naming the bundle, the spectrogram and the gap.
+    """
+    reference = member.reference
+    if reference is None:
+        return
+    agreement = AGREEMENT_TOLERANCE[member.quantization]
+    patch = reference_patch(reference.seed, member.features.n_bins, member.frames)
+    actual = {
+        name: np.asarray(model.predict(patch), dtype=np.float64)[0]
+        for name, model in (("tflite", tflite_model), ("onnx", onnx_model))
+        if model is not None
+    }
+    where = f"bundle '{member.path}'" if member.path is not None else "bundle"
+    for name, probs in actual.items():
+        if probs.shape != (len(member.labels),):
+            raise BundleError(
+                f"{where}: the {member.kind} {name} model gives {probs.size} outputs, the "
+                f"bundle has {len(member.labels)} labels"
+            )
+        for stored_name, stored in reference.outputs.items():
+            tolerance = REPLAY_TOLERANCE if stored_name == name else agreement
+            gap = float(np.max(np.abs(probs - np.asarray(stored))))
+            if gap > tolerance:
+                raise BundleError(
+                    f"{where} is refused: its {member.kind} {name} model disagrees with the "
+                    f"{stored_name} output stored at export by {gap:.3f} on the reference "
+                    f"patch (tolerance {tolerance})"
+                )
+    if len(actual) == 2:
+        gap = float(np.max(np.abs(actual["tflite"] - actual["onnx"])))
+        if gap > agreement:
+            raise BundleError(
+                f"{where} is refused: its {member.kind} TFLite and ONNX models disagree by "
+                f"{gap:.3f} on the reference patch (tolerance {agreement})"
+            )

@@ -277,7 +277,7 @@ def sign_bundle(
     where = f"bundle '{target}'"
     with ArchiveReader(target, where) as archive:
         manifest_bytes = archive.read(MANIFEST_NAME)
-        listed = [m.file for model in bundle.models.values() for m in _members(model)]
+        listed = [name for model in bundle.models.values() for name in _members(model)]
         entries = [(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, b"")]
         entries += [(name, archive.read(name)) for name in listed]
     entries[1] = (SIGNATURE_NAME, sign_manifest(manifest_bytes, key))

@@ -310,6 +310,9 @@ def export(
     onnx: Annotated[
         bool, typer.Option(help="Also store ONNX models (for a GPU: TensorRT / CUDA).")
     ] = True,
+    sign: Annotated[
+        Path | None, typer.Option(help="Sign the bundle with this Ed25519 private key (PEM).")
+    ] = None,
 ) -> None:
     """Convert a run's models into one quantized TFLite bundle and measure quantization."""
     _training_side()
@@ -332,18 +335,62 @@ def export(
             measure=modes,
             cache_dir=cache,
             onnx=onnx,
+            sign=sign,
         )
+
+
+# Shared by every command that loads a bundle.
+TrustedKeysOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="EDGE_ASC_TRUSTED_KEYS",
+        help="Run only bundles signed by one of these Ed25519 public keys (comma list of PEM).",
+    ),
+]
 
 
 @app.command()
 def info(
     model: Annotated[Path, typer.Argument(help="A model bundle (.easc).")],
+    trusted_keys: TrustedKeysOption = None,
 ) -> None:
-    """Describe a model bundle: labels, spectrograms, sizes, cost and measured accuracy."""
+    """Describe a model bundle: labels, spectrograms, sizes, cost, accuracy and signer."""
     from edge_asc.bundle import BundleError, format_info, load_bundle
 
     with user_errors(BundleError):
-        typer.echo(format_info(load_bundle(model)))
+        typer.echo(format_info(load_bundle(model, trusted_keys=_key_list(trusted_keys))))
+
+
+@app.command()
+def sign(
+    model: Annotated[Path, typer.Argument(help="The bundle to sign (rewritten in place).")],
+    key: Annotated[Path, typer.Option(help="Ed25519 private key (PEM), e.g. from keygen.")],
+) -> None:
+    """Sign a model bundle, so devices that require signatures accept it."""
+    from edge_asc.bundle import BundleError, sign_bundle
+
+    with user_errors(BundleError):
+        signature = sign_bundle(model, key)
+    typer.echo(f"signed {model} with Ed25519 key {signature.fingerprint}")
+
+
+@app.command()
+def keygen(
+    key: Annotated[Path, typer.Argument(help="Private key file to create (e.g. release.pem).")],
+) -> None:
+    """Create an Ed25519 key pair for signing bundles: KEY and its public KEY.pub.pem."""
+    from edge_asc.bundle import BundleError, generate_key_pair
+
+    with user_errors(BundleError):
+        private, public, fingerprint = generate_key_pair(key)
+    typer.echo(f"wrote {private} (keep it secret) and {public} (give it to devices)")
+    typer.echo(f"fingerprint {fingerprint}")
+
+
+def _key_list(keys: str | None) -> list[str] | None:
+    """``--trusted-keys`` as a list of files (``None`` when not given or empty)."""
+    files = [k.strip() for k in (keys or "").split(",") if k.strip()]
+    return files or None
 
 
 # Options shared by the runtime commands (classify, listen, bench).
@@ -368,13 +415,15 @@ def default_model() -> Path:
     return Path(str(files("edge_asc") / "models" / "default.easc"))
 
 
-def _open_bundle(model: Path | None, kinds: tuple[str, ...] | None):
+def _open_bundle(
+    model: Path | None, kinds: tuple[str, ...] | None, trusted_keys: str | None = None
+):
     from edge_asc.bundle import load_bundle
 
     path = model or default_model()
     if model is None and not path.is_file():
         raise UserError("no default model is installed with this edge-asc; pass --model FILE")
-    return load_bundle(path, kinds)
+    return load_bundle(path, kinds, trusted_keys=_key_list(trusted_keys))
 
 
 def _kinds_option(features: str | None) -> tuple[str, ...] | None:
@@ -403,6 +452,7 @@ def classify(
     window: Annotated[float, typer.Option(help="Timeline window in seconds.", min=0.1)] = 3.0,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
 ) -> None:
     """Label audio files with the scene they were recorded in."""
     import json
@@ -417,7 +467,7 @@ def classify(
             raise UserError(f"unknown --format {output_format!r}; choose table, json or csv")
         if fusion is not None and fusion not in ("mean", "prod", "max"):
             raise UserError(f"unknown fusion rule {fusion!r}; choose mean, prod or max")
-        bundle = _open_bundle(model, _kinds_option(features))
+        bundle = _open_bundle(model, _kinds_option(features), trusted_keys)
         kinds = tuple(bundle.models)
         engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
     failed = 0
@@ -493,6 +543,7 @@ def listen(
     ] = False,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
     ] = None,
@@ -522,7 +573,7 @@ def listen(
                 raise UserError("--device and --input cannot be used together")
             if realtime and input_file is None:
                 raise UserError("--realtime only applies to --input")
-            bundle = _open_bundle(model, _kinds_option(features))
+            bundle = _open_bundle(model, _kinds_option(features), trusted_keys)
             listener = Listener(
                 bundle, window_s=window, fusion=fusion, threads=threads, backend=backend
             )
@@ -594,6 +645,7 @@ def bench(
     ] = None,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
@@ -607,7 +659,7 @@ def bench(
     from edge_asc.inference import BackendError
 
     with user_errors(BundleError, EngineError, BackendError):
-        bundle = _open_bundle(model, _kinds_option(features))
+        bundle = _open_bundle(model, _kinds_option(features), trusted_keys)
         rate = next(iter(bundle.models.values())).features.sample_rate
         if not inputs:
             examples = Path(__file__).resolve().parents[1] / "examples"

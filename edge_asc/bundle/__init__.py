@@ -18,8 +18,9 @@ once it has opened them, calls :meth:`BundleModel.check_model_io` and :func:`ver
 
 Modules: :mod:`~edge_asc.bundle.manifest` (the schema), :mod:`~edge_asc.bundle.archive`
 (the zip and its limits), :mod:`~edge_asc.bundle.signing` (keys and signatures),
-:mod:`~edge_asc.bundle.reference` (TFLite/ONNX agreement), :mod:`~edge_asc.bundle.loader`
-(load, write, sign) and :mod:`~edge_asc.bundle.info` (``edge-asc info``).
+:mod:`~edge_asc.bundle.reference` (TFLite/ONNX agreement), :mod:`~edge_asc.bundle.model`
+(what loading returns), :mod:`~edge_asc.bundle.loader` (load, write, sign) and
+:mod:`~edge_asc.bundle.info` (``edge-asc info``).
 """
 
 from edge_asc.bundle.archive import (
@@ -31,7 +32,7 @@ from edge_asc.bundle.archive import (
 )
 from edge_asc.bundle.common import BUNDLE_SUFFIX, MANIFEST_NAME, SIGNATURE_NAME, BundleError
 from edge_asc.bundle.info import format_info
-from edge_asc.bundle.loader import Bundle, BundleModel, load_bundle, sign_bundle, write_bundle
+from edge_asc.bundle.loader import load_bundle, sign_bundle, write_bundle
 from edge_asc.bundle.manifest import (
     BUNDLE_FORMAT,
     FUSIONS,
@@ -42,10 +43,16 @@ from edge_asc.bundle.manifest import (
     Member,
     ModelSpec,
     Patch,
-    Reference,
     Spectrogram,
 )
-from edge_asc.bundle.reference import reference_outputs, reference_patch, verify_member
+from edge_asc.bundle.model import Bundle, BundleModel
+from edge_asc.bundle.reference import (
+    AGREEMENT_TOLERANCE,
+    Reference,
+    reference_outputs,
+    reference_patch,
+    verify_member,
+)
 from edge_asc.bundle.signing import (
     Signature,
     SigningKeyError,
@@ -54,6 +61,7 @@ from edge_asc.bundle.signing import (
 )
 
 __all__ = [
+    "AGREEMENT_TOLERANCE",
     "BUNDLE_FORMAT",
     "BUNDLE_SUFFIX",
     "FUSIONS",

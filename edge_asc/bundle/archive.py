@@ -19,8 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from edge_asc.bundle.common import MANIFEST_NAME, BundleError, names
-from edge_asc.bundle.manifest import CONTROL
+from edge_asc.bundle.common import CONTROL, MANIFEST_NAME, BundleError, names
 from edge_asc.files import atomic_output
 
 MAX_MEMBERS = 64

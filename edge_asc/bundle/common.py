@@ -6,8 +6,10 @@ it quotes untrusted text; the helpers here keep such quotes short and on one lin
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from edge_asc.errors import EdgeAscError
 
@@ -19,6 +21,29 @@ MANIFEST_NAME = "manifest.json"
 
 SIGNATURE_NAME = "signature.json"
 """Name of the optional Ed25519 signature of the manifest inside the zip archive."""
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters: never allowed in a label or a member name."""
+
+
+class SchemaViolation(Exception):
+    """A manifest field that breaks the schema; the manifest check says which bundle."""
+
+
+def bad(message: str) -> NoReturn:
+    """Raise :class:`SchemaViolation` with ``message``."""
+    raise SchemaViolation(message)
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is a JSON integer (``bool`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (``bool`` is not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class BundleError(EdgeAscError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_asc.bundle.common import one_line
-from edge_asc.bundle.loader import Bundle
+from edge_asc.bundle.model import Bundle
 from edge_asc.text import text_table
 
 

@@ -11,14 +11,23 @@ export cannot write a bundle that the device would refuse.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
-import numpy as np
-
-from edge_asc.bundle.common import MANIFEST_NAME, SIGNATURE_NAME, BundleError, names, short
+from edge_asc.bundle.common import (
+    CONTROL,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    BundleError,
+    SchemaViolation,
+    bad,
+    is_int,
+    is_number,
+    names,
+    short,
+)
+from edge_asc.bundle.reference import Reference, check_agreement
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
 
 SCHEMA_VERSION = 2
@@ -48,16 +57,6 @@ MAX_PATCH_SECONDS = 60.0
 BACKEND_NAMES: tuple[str, ...] = ("tflite", "onnx")
 """Copies of a model a reference may hold outputs for."""
 
-AGREEMENT_TOLERANCE: dict[str, float] = {
-    "float32": 0.01,
-    "float16": 0.05,
-    "dynamic": 0.2,
-    "int8": 0.2,
-}
-"""Largest difference of any class probability between the TFLite copy (in the bundle's
-quantization) and the float32 ONNX copy of one model, on the reference patch. int8 against
-float32 differs by up to ~0.09 on the shipped models; a different network differs by ~0.9."""
-
 _TOP_KEYS = frozenset(
     {"format", "schema_version", "labels", "default_fusion", "quantization", "patch"}
     | {"spectrograms", "evaluation", "provenance"}
@@ -69,16 +68,6 @@ _MEMBER_KEYS = frozenset({"file", "sha256", "bytes"})
 _MODEL_KEYS = frozenset({"name", "width", "params", "macs_per_patch"})
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-"""Control characters: never allowed in a label or a member name."""
-
-
-class _Invalid(Exception):
-    """A schema violation; :meth:`Manifest.from_dict` adds which bundle it is in."""
-
-
-def _bad(message: str) -> NoReturn:
-    raise _Invalid(message)
 
 
 @dataclass(frozen=True)
@@ -107,11 +96,11 @@ class Member:
             or not _PLAIN_NAME.fullmatch(name)
             or name in (MANIFEST_NAME, SIGNATURE_NAME, ".", "..")
         ):
-            _bad(f"{what}: file {short(name)} is not a plain member name")
+            bad(f"{what}: file {short(name)} is not a plain member name")
         if not isinstance(data["sha256"], str) or not _SHA256.fullmatch(data["sha256"]):
-            _bad(f"{what}: sha256 must be 64 lowercase hex digits")
+            bad(f"{what}: sha256 must be 64 lowercase hex digits")
         if not is_int(data["bytes"]) or data["bytes"] < 0:
-            _bad(f"{what}: bytes must be a non-negative integer")
+            bad(f"{what}: bytes must be a non-negative integer")
         return cls(file=name, sha256=data["sha256"], bytes=data["bytes"])
 
 
@@ -132,60 +121,21 @@ class ModelSpec:
     def from_dict(cls, data: Any, kind: str) -> ModelSpec:
         """Check and rebuild the ``model`` object of spectrogram ``kind``."""
         if not isinstance(data, dict):
-            _bad(f"{kind}: 'model' must be an object")
+            bad(f"{kind}: 'model' must be an object")
         unknown = sorted(set(data) - _MODEL_KEYS)
         if unknown:
-            _bad(f"{kind}: unknown model field(s) {names(unknown)}")
+            bad(f"{kind}: unknown model field(s) {names(unknown)}")
         if not isinstance(data.get("name"), str) or not data["name"]:
-            _bad(f"{kind}: model name must be a non-empty string")
+            bad(f"{kind}: model name must be a non-empty string")
         if "width" in data and not (is_number(data["width"]) and data["width"] > 0):
-            _bad(f"{kind}: model width must be a positive number")
+            bad(f"{kind}: model width must be a positive number")
         if "params" in data and not (is_int(data["params"]) and data["params"] >= 0):
-            _bad(f"{kind}: model params must be a non-negative integer")
+            bad(f"{kind}: model params must be a non-negative integer")
         if "macs_per_patch" in data and not (
             is_number(data["macs_per_patch"]) and data["macs_per_patch"] >= 0
         ):
-            _bad(f"{kind}: model macs_per_patch must be a non-negative number")
+            bad(f"{kind}: model macs_per_patch must be a non-negative number")
         return cls(**data)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A check that every copy of a model computes the same function.
-
-    Attributes
-    ----------
-    seed : int
-        Seed of the input patch (see :func:`edge_asc.bundle.verify.reference_patch`).
-    outputs : dict of str to tuple of float
-        Class probabilities each copy (``tflite``, ``onnx``) gave on that patch at export.
-    """
-
-    seed: int
-    outputs: dict[str, tuple[float, ...]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"seed": self.seed, "outputs": {k: list(v) for k, v in self.outputs.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Any, kind: str, n_classes: int, copies: set[str]) -> Reference:
-        """Check and rebuild a reference for a model with ``n_classes`` outputs."""
-        if not isinstance(data, dict) or set(data) != {"seed", "outputs"}:
-            _bad(f"{kind}: 'reference' must be an object with exactly 'seed' and 'outputs'")
-        if not is_int(data["seed"]) or not 0 <= data["seed"] < 2**32:
-            _bad(f"{kind}: reference seed must be an integer in 0..2**32-1")
-        outputs = data["outputs"]
-        if not isinstance(outputs, dict) or not outputs:
-            _bad(f"{kind}: reference outputs must be a non-empty object")
-        for backend, probs in outputs.items():
-            if backend not in copies:
-                _bad(f"{kind}: reference output for {short(backend)}, which the bundle lacks")
-            if not isinstance(probs, list) or len(probs) != n_classes:
-                _bad(f"{kind}: reference {backend} output must list {n_classes} probabilities")
-            if not all(is_number(p) and -1e-6 <= p <= 1 + 1e-6 for p in probs):
-                _bad(f"{kind}: reference {backend} output must hold probabilities in 0..1")
-        return cls(seed=data["seed"], outputs={k: tuple(map(float, v)) for k, v in outputs.items()})
 
 
 @dataclass(frozen=True)
@@ -311,63 +261,63 @@ class Manifest:
             )
         try:
             return _parse(data, version)
-        except _Invalid as exc:
+        except SchemaViolation as exc:
             raise BundleError(f"{where}: invalid manifest: {exc}") from None
 
 
 def _parse(data: dict[str, Any], version: int) -> Manifest:
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        _bad(f"unknown field(s) {names(unknown)}")
+        bad(f"unknown field(s) {names(unknown)}")
 
     labels = data.get("labels")
     if not isinstance(labels, list) or not labels:
-        _bad("'labels' must be a non-empty list of class names")
+        bad("'labels' must be a non-empty list of class names")
     if len(labels) > MAX_LABELS:
-        _bad(f"{len(labels)} labels (at most {MAX_LABELS})")
+        bad(f"{len(labels)} labels (at most {MAX_LABELS})")
     for label in labels:
         if not isinstance(label, str) or not label.strip() or CONTROL.search(label):
-            _bad(f"label {short(label)} is not a usable class name")
+            bad(f"label {short(label)} is not a usable class name")
         if len(label) > 200:
-            _bad(f"label {short(label)} is longer than 200 characters")
+            bad(f"label {short(label)} is longer than 200 characters")
     duplicated = sorted({label for label in labels if labels.count(label) > 1})
     if duplicated:
-        _bad(f"duplicated label(s) {names(duplicated)}")
+        bad(f"duplicated label(s) {names(duplicated)}")
 
     fusion = data.get("default_fusion")
     if fusion not in FUSIONS:
-        _bad(f"unknown default_fusion {short(fusion)} (expected one of {', '.join(FUSIONS)})")
+        bad(f"unknown default_fusion {short(fusion)} (expected one of {', '.join(FUSIONS)})")
     quantization = data.get("quantization")
     if quantization not in QUANTIZATIONS:
-        _bad(
+        bad(
             f"unknown quantization {short(quantization)} "
             f"(expected one of {', '.join(QUANTIZATIONS)})"
         )
 
     raw_patch = data.get("patch")
     if not isinstance(raw_patch, dict) or set(raw_patch) != {"bins", "frames"}:
-        _bad("'patch' must be an object with exactly 'bins' and 'frames'")
+        bad("'patch' must be an object with exactly 'bins' and 'frames'")
     for key in ("bins", "frames"):
         if not is_int(raw_patch[key]) or raw_patch[key] < 1:
-            _bad(f"patch {key} must be a positive integer, got {short(raw_patch[key])}")
+            bad(f"patch {key} must be a positive integer, got {short(raw_patch[key])}")
     if raw_patch["frames"] > MAX_PATCH_FRAMES:
-        _bad(f"patch frames {raw_patch['frames']} is over the limit of {MAX_PATCH_FRAMES}")
+        bad(f"patch frames {raw_patch['frames']} is over the limit of {MAX_PATCH_FRAMES}")
     patch = Patch(bins=raw_patch["bins"], frames=raw_patch["frames"])
 
     for key in ("evaluation", "provenance"):
         if key in data and not isinstance(data[key], dict):
-            _bad(f"{key!r} must be an object")
+            bad(f"{key!r} must be an object")
 
     raw_specs = data.get("spectrograms")
     if not isinstance(raw_specs, dict) or not raw_specs:
-        _bad("'spectrograms' must be a non-empty object")
+        bad("'spectrograms' must be a non-empty object")
     spectrograms: dict[str, Spectrogram] = {}
     files: set[str] = set()
     for kind, entry in raw_specs.items():
         spec = _spectrogram(kind, entry, version, patch, quantization, len(labels))
         for member in spec.members:
             if member.file in files:
-                _bad(f"file {member.file!r} is listed more than once")
+                bad(f"file {member.file!r} is listed more than once")
             files.add(member.file)
         spectrograms[kind] = spec
 
@@ -388,39 +338,39 @@ def _spectrogram(
 ) -> Spectrogram:
     """Check one spectrogram entry, and that it fits the patch and the labels."""
     if kind not in KINDS:
-        _bad(f"unknown spectrogram kind {kind!r} (expected one of {', '.join(KINDS)})")
+        bad(f"unknown spectrogram kind {kind!r} (expected one of {', '.join(KINDS)})")
     if not isinstance(entry, dict):
-        _bad(f"spectrogram {kind!r} must be an object")
+        bad(f"spectrogram {kind!r} must be an object")
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        _bad(f"{kind}: unknown field(s) {names(unknown)}")
+        bad(f"{kind}: unknown field(s) {names(unknown)}")
     for key in ("file", "sha256", "bytes", "features", "norm", "model"):
         if key not in entry:
-            _bad(f"{kind}: missing {key!r}")
+            bad(f"{kind}: missing {key!r}")
     tflite = Member.from_dict(entry, kind)
     onnx = None
     if "onnx" in entry:
         if not isinstance(entry["onnx"], dict) or set(entry["onnx"]) != _MEMBER_KEYS:
-            _bad(f"{kind}: 'onnx' must be an object with exactly 'file', 'sha256' and 'bytes'")
+            bad(f"{kind}: 'onnx' must be an object with exactly 'file', 'sha256' and 'bytes'")
         onnx = Member.from_dict(entry["onnx"], f"{kind} onnx")
         if version < 2:
-            _bad(f"{kind}: an 'onnx' member needs schema version 2")
+            bad(f"{kind}: an 'onnx' member needs schema version 2")
     for key in ("features", "norm"):
         if not isinstance(entry[key], dict):
-            _bad(f"{kind}: {key!r} must be an object")
+            bad(f"{kind}: {key!r} must be an object")
     if "accuracy" in entry and not isinstance(entry["accuracy"], dict):
-        _bad(f"{kind}: 'accuracy' must be an object")
+        bad(f"{kind}: 'accuracy' must be an object")
     model = ModelSpec.from_dict(entry["model"], kind)
 
     try:
         features = FeatureConfig.from_dict(entry["features"])
     except FeatureConfigError as exc:
-        _bad(f"{kind}: invalid feature config ({exc})")
+        bad(f"{kind}: invalid feature config ({exc})")
     if features.n_bins != patch.bins:
-        _bad(f"{kind}: features have {features.n_bins} bins, the patch has {patch.bins}")
+        bad(f"{kind}: features have {features.n_bins} bins, the patch has {patch.bins}")
     span = patch.frames * features.hop_length / features.sample_rate
     if span > MAX_PATCH_SECONDS:
-        _bad(f"{kind}: a patch spans {span:.0f} s of audio (at most {MAX_PATCH_SECONDS:.0f} s)")
+        bad(f"{kind}: a patch spans {span:.0f} s of audio (at most {MAX_PATCH_SECONDS:.0f} s)")
 
     norm_data = entry["norm"]
     if set(norm_data) != {"mean", "std"} or not all(
@@ -428,26 +378,20 @@ def _spectrogram(
     ):
         lengths = [len(v) for v in norm_data.values() if isinstance(v, list)]
         if set(norm_data) == {"mean", "std"} and lengths and len(set(lengths)) == 1:
-            _bad(f"{kind}: normalisation stats have {lengths[0]} bins, the patch has {patch.bins}")
-        _bad(f"{kind}: invalid normalisation stats (need 'mean' and 'std', {patch.bins} numbers)")
+            bad(f"{kind}: normalisation stats have {lengths[0]} bins, the patch has {patch.bins}")
+        bad(f"{kind}: invalid normalisation stats (need 'mean' and 'std', {patch.bins} numbers)")
     if not all(is_number(v) for k in ("mean", "std") for v in norm_data[k]):
-        _bad(f"{kind}: invalid normalisation stats (not all finite numbers)")
+        bad(f"{kind}: invalid normalisation stats (not all finite numbers)")
     try:
         norm = NormStats.from_dict(norm_data)
     except ValueError as exc:
-        _bad(f"{kind}: invalid normalisation stats ({exc})")
+        bad(f"{kind}: invalid normalisation stats ({exc})")
 
     reference = None
     if "reference" in entry:
         copies = {"tflite"} | ({"onnx"} if onnx is not None else set())
         reference = Reference.from_dict(entry["reference"], kind, n_classes, copies)
-        if len(reference.outputs) == 2:
-            gap = float(np.max(np.abs(np.subtract(*reference.outputs.values()))))
-            if gap > AGREEMENT_TOLERANCE[quantization]:
-                _bad(
-                    f"{kind}: its TFLite and ONNX copies disagree on the reference patch "
-                    f"(by {gap:.3f}, tolerance {AGREEMENT_TOLERANCE[quantization]})"
-                )
+        check_agreement(reference, quantization, kind)
     return Spectrogram(
         kind=kind,
         tflite=tflite,
@@ -458,13 +402,3 @@ def _spectrogram(
         accuracy=entry.get("accuracy"),
         reference=reference,
     )
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is a JSON integer (``bool`` is not)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """Whether ``value`` is a finite JSON number (``bool`` is not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

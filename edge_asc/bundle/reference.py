@@ -12,15 +12,76 @@ the GPU than on the CPU.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edge_asc.bundle.common import BundleError
-from edge_asc.bundle.manifest import AGREEMENT_TOLERANCE, Reference
+from edge_asc.bundle.common import BundleError, bad, is_int, is_number, short
 
 if TYPE_CHECKING:
-    from edge_asc.bundle.loader import BundleModel
+    from edge_asc.bundle.model import BundleModel
+
+AGREEMENT_TOLERANCE: dict[str, float] = {
+    "float32": 0.01,
+    "float16": 0.05,
+    "dynamic": 0.2,
+    "int8": 0.2,
+}
+"""Largest difference of any class probability between the TFLite copy (in the bundle's
+quantization) and the float32 ONNX copy of one model, on the reference patch. int8 against
+float32 differs by up to ~0.09 on the shipped models; a different network differs by ~0.9."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A check that every copy of a model computes the same function.
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the input patch (see :func:`edge_asc.bundle.verify.reference_patch`).
+    outputs : dict of str to tuple of float
+        Class probabilities each copy (``tflite``, ``onnx``) gave on that patch at export.
+    """
+
+    seed: int
+    outputs: dict[str, tuple[float, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"seed": self.seed, "outputs": {k: list(v) for k, v in self.outputs.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Any, kind: str, n_classes: int, copies: set[str]) -> Reference:
+        """Check and rebuild a reference for a model with ``n_classes`` outputs."""
+        if not isinstance(data, dict) or set(data) != {"seed", "outputs"}:
+            bad(f"{kind}: 'reference' must be an object with exactly 'seed' and 'outputs'")
+        if not is_int(data["seed"]) or not 0 <= data["seed"] < 2**32:
+            bad(f"{kind}: reference seed must be an integer in 0..2**32-1")
+        outputs = data["outputs"]
+        if not isinstance(outputs, dict) or not outputs:
+            bad(f"{kind}: reference outputs must be a non-empty object")
+        for backend, probs in outputs.items():
+            if backend not in copies:
+                bad(f"{kind}: reference output for {short(backend)}, which the bundle lacks")
+            if not isinstance(probs, list) or len(probs) != n_classes:
+                bad(f"{kind}: reference {backend} output must list {n_classes} probabilities")
+            if not all(is_number(p) and -1e-6 <= p <= 1 + 1e-6 for p in probs):
+                bad(f"{kind}: reference {backend} output must hold probabilities in 0..1")
+        return cls(seed=data["seed"], outputs={k: tuple(map(float, v)) for k, v in outputs.items()})
+
+
+def check_agreement(reference: Reference, quantization: str, kind: str) -> None:
+    """The stored TFLite and ONNX outputs must agree within the quantization's tolerance."""
+    if len(reference.outputs) == 2:
+        gap = float(np.max(np.abs(np.subtract(*reference.outputs.values()))))
+        if gap > AGREEMENT_TOLERANCE[quantization]:
+            bad(
+                f"{kind}: its TFLite and ONNX copies disagree on the reference patch "
+                f"(by {gap:.3f}, tolerance {AGREEMENT_TOLERANCE[quantization]})"
+            )
+
 
 REFERENCE_SEED = 20260509
 """Seed export uses for the reference patch."""
@@ -72,7 +133,7 @@ def verify_member(
 
     Each given copy is run on the reference patch; its output must match what the same
     copy gave at export (within :data:`REPLAY_TOLERANCE`) and what the other copy gave
-    (within the bundle quantization's :data:`~edge_asc.bundle.manifest.AGREEMENT_TOLERANCE`).
+    (within the bundle quantization's :data:`AGREEMENT_TOLERANCE`).
     When both copies are given they are also compared with each other. A member without a
     stored reference (bundles exported before the check existed, the shipped default) passes.
 

@@ -40,7 +40,7 @@ class Reference:
     Attributes
     ----------
     seed : int
-        Seed of the input patch (see :func:`edge_asc.bundle.verify.reference_patch`).
+        Seed of the input patch (see :func:`reference_patch`).
     outputs : dict of str to tuple of float
         Class probabilities each copy (``tflite``, ``onnx``) gave on that patch at export.
     """

@@ -20,7 +20,16 @@ import numpy as np
 
 from edge_asc.backends.onnx import OnnxModel
 from edge_asc.backends.tflite import TFLiteModel
-from edge_asc.bundle import BUNDLE_SUFFIX, SCHEMA_VERSION, write_bundle
+from edge_asc.bundle import (
+    BUNDLE_SUFFIX,
+    Manifest,
+    Member,
+    ModelSpec,
+    Patch,
+    Spectrogram,
+    reference_outputs,
+    write_bundle,
+)
 from edge_asc.errors import EdgeAscError
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
 from edge_asc.export.onnx_graph import to_onnx
@@ -92,6 +101,7 @@ def export_run(
     cache_dir: Path | None = None,
     verbose: bool = True,
     onnx: bool = True,
+    sign: Path | None = None,
 ) -> dict[str, dict[str, ModeResult]]:
     """Convert a run's models into one bundle and measure every quantization mode.
 
@@ -117,6 +127,10 @@ def export_run(
     onnx : bool
         Also store each model as float32 ONNX (for ONNX Runtime's TensorRT / CUDA
         providers on a GPU), measured on the CPU like the TFLite modes (row ``onnx``).
+        Both copies are run on a seeded reference patch and their outputs stored, so the
+        device can check that the copy it runs computes what export measured.
+    sign : Path, optional
+        An Ed25519 private key (PEM) to sign the bundle with.
 
     Returns
     -------
@@ -149,7 +163,8 @@ def export_run(
         cache.extract(chosen, paths, progress=verbose)
 
     members: dict[str, bytes] = {}
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, Spectrogram] = {}
+    patch_frames: dict[str, int] = {}
     table: dict[str, dict[str, ModeResult]] = {}
     for kind in chosen:
         model_path = run_dir / kind / "model.keras"
@@ -159,6 +174,7 @@ def export_run(
         graph = export_graph(trained)
         norm = NormStats.from_dict(json.loads((run_dir / kind / "norm.json").read_text()))
         frames = int(trained.input_shape[2])
+        patch_frames[kind] = frames
         val = assemble_patches([cache.load(kind, p) for p in paths], list(y_true), norm, frames)
         reference = None
         if len(val):
@@ -184,39 +200,44 @@ def export_run(
         keras_accuracy = (
             float(np.mean(reference.argmax(1) == y_true)) if reference is not None else None
         )
-        entries[kind] = {
-            "file": f"{kind}.tflite",
-            "features": spec.features.to_dict(),
-            "norm": norm.to_dict(),
-            "model": {
-                "name": spec.training.model,
-                "width": spec.training.width,
-                "params": int(trained.count_params()),
-                "macs_per_patch": int(count_macs(trained)),
-            },
-            "accuracy": {
+        tflite_name, onnx_name = f"{kind}.tflite", f"{kind}.onnx"
+        copies = {"tflite": TFLiteModel(members[tflite_name])}
+        if onnx:
+            copies["onnx"] = OnnxModel(members[onnx_name])
+        entries[kind] = Spectrogram(
+            kind=kind,
+            tflite=Member.of(tflite_name, members[tflite_name]),
+            onnx=Member.of(onnx_name, members[onnx_name]) if onnx else None,
+            features=spec.features.resolved(),
+            norm=norm,
+            model=ModelSpec(
+                name=spec.training.model,
+                width=spec.training.width,
+                params=int(trained.count_params()),
+                macs_per_patch=int(count_macs(trained)),
+            ),
+            accuracy={
                 "keras": keras_accuracy,
                 "tflite": table[kind][quantize].accuracy,
                 "agreement_with_keras": table[kind][quantize].agreement,
                 "validation_clips": len(paths),
             },
-        }
-        if onnx:
-            entries[kind]["onnx"] = {"file": f"{kind}.onnx"}
-    manifest = {
-        "format": "edge-asc-bundle",
-        "schema_version": SCHEMA_VERSION,
-        "labels": list(spec.labels),
-        "default_fusion": fusion,
-        "quantization": quantize,
-        "patch": {"bins": spec.features.n_bins, "frames": 128},
-        "spectrograms": entries,
-        "evaluation": {
+            reference=reference_outputs(copies, spec.features.n_bins, frames),
+        )
+    if len(set(patch_frames.values())) != 1:
+        raise ExportError(f"the run's models take patches of different widths: {patch_frames}")
+    manifest = Manifest(
+        labels=tuple(spec.labels),
+        default_fusion=fusion,
+        quantization=quantize,
+        patch=Patch(bins=spec.features.n_bins, frames=next(iter(patch_frames.values()))),
+        spectrograms=entries,
+        evaluation={
             f"{kind}/{mode}": r.to_dict()
             for kind, modes_ in table.items()
             for mode, r in modes_.items()
         },
-        "provenance": {
+        provenance={
             "run": str(run_dir.resolve()),
             "dataset": spec.dataset,
             "root": spec.root,
@@ -227,8 +248,8 @@ def export_run(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(),
         },
-    }
-    write_bundle(out, manifest, members)
+    )
+    write_bundle(out, manifest, members, signing_key=sign)
     if verbose:
         print(format_table(table, quantize))
         print(f"wrote {out}")

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_asc import bundle as bundle_module
 from edge_asc.bundle import (
     BUNDLE_SUFFIX,
     SCHEMA_VERSION,
@@ -26,6 +25,7 @@ from edge_asc.bundle import (
     load_bundle,
     write_bundle,
 )
+from edge_asc.bundle import archive as bundle_module
 from edge_asc.features import FeatureConfig, NormStats
 
 LABELS = ["chainsaw", "clock_tick", "crackling_fire", "crying_baby", "dog"]

@@ -430,6 +430,16 @@ def test_wrapper_builds_the_command_from_every_setting(tmp_path: Path) -> None:
     assert journal_only == "output: stdout only"
 
 
+def test_wrapper_passes_the_trusted_keys(tmp_path: Path) -> None:
+    """EDGE_ASC_TRUSTED_KEYS (files checked here) becomes --trusted-keys."""
+    keys = [tmp_path / "release.pub.pem", tmp_path / "backup.pub.pem"]
+    for key in keys:
+        key.write_text("key")
+    value = ",".join(map(str, keys))
+    command, _ = _wrapper_plan({"EDGE_ASC_BIN": "edge-asc", "EDGE_ASC_TRUSTED_KEYS": value})
+    assert command == ["edge-asc", "listen", "--jsonl", "--trusted-keys", value]
+
+
 def test_wrapper_reads_a_config_file_through_bash_source(tmp_path: Path) -> None:
     """The shipped file, edited the documented way and sourced, drives the command line."""
     text = CONF.read_text()
@@ -453,6 +463,7 @@ def test_wrapper_reads_a_config_file_through_bash_source(tmp_path: Path) -> None
         ("EDGE_ASC_WINDOW", "three", "not a number"),
         ("EDGE_ASC_THREADS", "0", "not a positive whole number"),
         ("EDGE_ASC_MODEL", "/nonexistent/model.easc", "no such file"),
+        ("EDGE_ASC_TRUSTED_KEYS", "/nonexistent/release.pub.pem", "no such file"),
     ],
 )
 def test_wrapper_refuses_a_wrong_setting_with_ex_config(

@@ -143,6 +143,31 @@ def test_bundle_describes_itself(bundle_path: Path, tiny_run: Path) -> None:
     assert bundle.manifest["provenance"]["dataset"] == "csv"
 
 
+def test_bundle_stores_a_reference_both_copies_reproduce(bundle_path: Path) -> None:
+    from edge_asc.bundle import verify_member
+    from edge_asc.onnx_backend import OnnxModel
+
+    bundle = load_bundle(bundle_path)
+    assert bundle.manifest["patch"]["frames"] == 128  # from the models' input, not a literal
+    for member in bundle.models.values():
+        assert member.reference is not None and set(member.reference.outputs) == {"tflite", "onnx"}
+        tflite, onnx = TFLiteModel(member.model_bytes), OnnxModel(member.onnx_bytes)
+        member.check_model_io(tflite.input_shape, tflite.n_classes)
+        member.check_model_io(onnx.input_shape, onnx.n_classes)
+        verify_member(member, tflite, onnx)
+
+
+def test_export_signs_the_bundle(export_tiny_run, tmp_path: Path) -> None:
+    from edge_asc.bundle import generate_key_pair
+
+    key, public, fingerprint = generate_key_pair(tmp_path / "release.pem")
+    out = tmp_path / "signed.easc"
+    result = export_tiny_run(out, "float32", "--sign", str(key), "--features", "logmel")
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out, trusted_keys=[public])
+    assert bundle.signature is not None and bundle.signature.fingerprint == fingerprint
+
+
 def test_info_prints_the_manifest(bundle_path: Path) -> None:
     result = CliRunner().invoke(app, ["info", str(bundle_path)])
     assert result.exit_code == 0, result.output

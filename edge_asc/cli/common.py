@@ -92,14 +92,26 @@ def default_model() -> Path:
     return Path(str(files("edge_asc") / "models" / "default.easc"))
 
 
-def open_bundle(model: Path | None, kinds: tuple[str, ...] | None) -> Bundle:
-    """Load ``model`` (or the shipped default) with the spectrograms asked for."""
+def key_list(keys: str | None) -> list[str] | None:
+    """``--trusted-keys`` as a list of files (``None`` when not given or empty)."""
+    files = [k.strip() for k in (keys or "").split(",") if k.strip()]
+    return files or None
+
+
+def open_bundle(
+    model: Path | None, kinds: tuple[str, ...] | None, trusted_keys: str | None = None
+) -> Bundle:
+    """Load ``model`` (or the shipped default) with the spectrograms asked for.
+
+    With ``trusted_keys`` (a comma list of Ed25519 public keys), only a bundle signed by
+    one of them is accepted.
+    """
     from edge_asc.bundle import load_bundle
 
     path = model or default_model()
     if model is None and not path.is_file():
         raise UserError("no default model is installed with this edge-asc; pass --model FILE")
-    return load_bundle(path, kinds)
+    return load_bundle(path, kinds, trusted_keys=key_list(trusted_keys))
 
 
 # Options shared by the runtime commands (classify, listen, bench).
@@ -111,6 +123,13 @@ FusionOption = Annotated[
     str | None, typer.Option(help="mean, prod or max (default: the bundle's).")
 ]
 ThreadsOption = Annotated[int | None, typer.Option(help="Interpreter threads.", min=1)]
+TrustedKeysOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="EDGE_ASC_TRUSTED_KEYS",
+        help="Run only bundles signed by one of these Ed25519 public keys (comma list of PEM).",
+    ),
+]
 BackendOption = Annotated[
     str,
     typer.Option(help="auto (ONNX Runtime on a GPU if there is one, else TFLite), tflite or onnx."),

@@ -16,6 +16,7 @@ from edge_asc.cli.common import (
     QuietOption,
     ThreadsOption,
     ThresholdOption,
+    TrustedKeysOption,
     UserError,
     app,
     check_fusion,
@@ -74,6 +75,7 @@ def listen(
     ] = False,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds of audio.", min=0.0)
     ] = None,

@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from edge_asc.cli.common import UserError, app, fail, feature_config, kinds_option, user_errors
+from edge_asc.cli.common import (
+    TrustedKeysOption,
+    UserError,
+    app,
+    fail,
+    feature_config,
+    key_list,
+    kinds_option,
+    user_errors,
+)
 from edge_asc.features import KINDS, parse_kinds
 from edge_asc.train.training import TrainConfig
 
@@ -218,6 +227,9 @@ def export(
     onnx: Annotated[
         bool, typer.Option(help="Also store ONNX models (for a GPU: TensorRT / CUDA).")
     ] = True,
+    sign: Annotated[
+        Path | None, typer.Option(help="Sign the bundle with this Ed25519 private key (PEM).")
+    ] = None,
 ) -> None:
     """Convert a run's models into one quantized TFLite bundle and measure quantization."""
     _training_side()
@@ -234,15 +246,43 @@ def export(
             measure=modes,
             cache_dir=cache,
             onnx=onnx,
+            sign=sign,
         )
 
 
 @app.command()
 def info(
     model: Annotated[Path, typer.Argument(help="A model bundle (.easc).")],
+    trusted_keys: TrustedKeysOption = None,
 ) -> None:
-    """Describe a model bundle: labels, spectrograms, sizes, cost and measured accuracy."""
+    """Describe a model bundle: labels, spectrograms, sizes, cost, accuracy and signer."""
     from edge_asc.bundle import format_info, load_bundle
 
     with user_errors():
-        typer.echo(format_info(load_bundle(model)))
+        typer.echo(format_info(load_bundle(model, trusted_keys=key_list(trusted_keys))))
+
+
+@app.command()
+def sign(
+    model: Annotated[Path, typer.Argument(help="The bundle to sign (rewritten in place).")],
+    key: Annotated[Path, typer.Option(help="Ed25519 private key (PEM), e.g. from keygen.")],
+) -> None:
+    """Sign a model bundle, so devices that require signatures accept it."""
+    from edge_asc.bundle import sign_bundle
+
+    with user_errors():
+        signature = sign_bundle(model, key)
+    typer.echo(f"signed {model} with Ed25519 key {signature.fingerprint}")
+
+
+@app.command()
+def keygen(
+    key: Annotated[Path, typer.Argument(help="Private key file to create (e.g. release.pem).")],
+) -> None:
+    """Create an Ed25519 key pair for signing bundles: KEY and its public KEY.pub.pem."""
+    from edge_asc.bundle import generate_key_pair
+
+    with user_errors():
+        private, public, fingerprint = generate_key_pair(key)
+    typer.echo(f"wrote {private} (keep it secret) and {public} (give it to devices)")
+    typer.echo(f"fingerprint {fingerprint}")

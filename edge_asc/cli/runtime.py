@@ -18,6 +18,7 @@ from edge_asc.cli.common import (
     QuietOption,
     ThreadsOption,
     ThresholdOption,
+    TrustedKeysOption,
     UserError,
     app,
     check_fusion,
@@ -54,6 +55,7 @@ def classify(
     max_not_heard: MaxNotHeardOption = 5.0,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
 ) -> None:
     """Label audio files with the scene they were recorded in (or unknown, or quiet)."""
     import json
@@ -65,7 +67,7 @@ def classify(
         if output_format not in ("table", "json", "csv"):
             raise UserError(f"unknown --format {output_format!r}; choose table, json or csv")
         check_fusion(fusion)
-        bundle = open_bundle(model, kinds_option(features))
+        bundle = open_bundle(model, kinds_option(features), trusted_keys)
         kinds = tuple(bundle.models)
         decision = decision_options(bundle, quiet_dbfs, threshold)
         engine = StreamingClassifier(bundle, kinds, threads=threads, backend=backend)
@@ -169,6 +171,7 @@ def bench(
     ] = None,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
+    trusted_keys: TrustedKeysOption = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
@@ -179,7 +182,7 @@ def bench(
     from edge_asc.bench import format_report, run_bench
 
     with user_errors():
-        bundle = open_bundle(model, kinds_option(features))
+        bundle = open_bundle(model, kinds_option(features), trusted_keys)
         rate = next(iter(bundle.models.values())).features.sample_rate
         if not inputs:
             examples = Path(__file__).resolve().parents[1] / "examples"

@@ -33,6 +33,25 @@ STFT_KINDS: frozenset[str] = frozenset({"stft", "logmel", "mfcc", "gam"})
 """Spectrograms computed from the shared STFT (the CQT has its own filters)."""
 
 
+MAX_SAMPLE_RATE = 384_000
+"""Highest analysis sample rate, in Hz."""
+
+MAX_N_FFT = 2**16
+"""Largest FFT size (a 2**28-point FFT would need over 100 GiB of filters)."""
+
+MAX_FRAME_RATE = 1000.0
+"""Most spectrogram frames per second of audio (a hop of 1 sample would fill any memory)."""
+
+MAX_N_BINS = 1024
+"""Most frequency bins of a spectrogram."""
+
+MAX_CQT_WINDOW_S = 10.0
+"""Longest constant-Q analysis window, in seconds (Q / cqt_fmin)."""
+
+_INT_FIELDS = frozenset({"sample_rate", "n_fft", "win_length", "hop_length", "n_bins"})
+_OPTIONAL_FIELDS = frozenset({"fmax", "cqt_bins_per_octave"})
+
+
 class FeatureConfigError(EdgeAscError, ValueError):
     """A feature configuration that cannot produce valid spectrograms."""
 
@@ -83,14 +102,33 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.sample_rate < 1000:
             raise FeatureConfigError(f"sample rate {self.sample_rate} Hz is too low")
-        if self.n_fft < 16 or self.n_fft & (self.n_fft - 1):
-            raise FeatureConfigError(f"n_fft must be a power of two >= 16, got {self.n_fft}")
+        if self.sample_rate > MAX_SAMPLE_RATE:
+            raise FeatureConfigError(
+                f"sample rate {self.sample_rate} Hz is above the limit of {MAX_SAMPLE_RATE} Hz"
+            )
+        if not 16 <= self.n_fft <= MAX_N_FFT or self.n_fft & (self.n_fft - 1):
+            raise FeatureConfigError(
+                f"n_fft must be a power of two in 16..{MAX_N_FFT}, got {self.n_fft}"
+            )
         if not 0 < self.win_length <= self.n_fft:
             raise FeatureConfigError("win_length must be in 1..n_fft")
-        if self.hop_length < 1:
-            raise FeatureConfigError("hop_length must be positive")
-        if self.n_bins < 2 or self.n_bins % 2:
-            raise FeatureConfigError("n_bins must be an even number >= 2 (MFCC halves it)")
+        if not 1 <= self.hop_length <= self.n_fft:
+            raise FeatureConfigError(f"hop_length must be in 1..n_fft, got {self.hop_length}")
+        if self.sample_rate / self.hop_length > MAX_FRAME_RATE:
+            raise FeatureConfigError(
+                f"hop_length {self.hop_length} gives {self.sample_rate / self.hop_length:.0f} "
+                f"frames per second (at most {MAX_FRAME_RATE:.0f})"
+            )
+        if self.n_bins < 2 or self.n_bins % 2 or self.n_bins > MAX_N_BINS:
+            raise FeatureConfigError(
+                f"n_bins must be an even number in 2..{MAX_N_BINS} (MFCC halves it)"
+            )
+        if not 0 < self.amin < 1:
+            raise FeatureConfigError(f"amin must be in (0, 1), got {self.amin}")
+        if self.cqt_bins_per_octave is not None and not 1 <= self.cqt_bins_per_octave <= 96:
+            raise FeatureConfigError("cqt_bins_per_octave must be in 1..96")
+        if not 0 < self.cqt_filter_scale <= 4:
+            raise FeatureConfigError("cqt_filter_scale must be in (0, 4]")
         if not 0 <= self.fmin < self.band_fmax:
             raise FeatureConfigError(f"need 0 <= fmin < fmax <= Nyquist, got fmin={self.fmin}")
         if self.fmax is not None and self.fmax > self.sample_rate / 2:
@@ -102,6 +140,11 @@ class FeatureConfig:
             raise FeatureConfigError(
                 f"the CQT's top bin ({top:.0f} Hz) is above Nyquist "
                 f"({self.sample_rate / 2:.0f} Hz): lower cqt_fmin or raise cqt_bins_per_octave"
+            )
+        if self.cqt_q / self.cqt_fmin > MAX_CQT_WINDOW_S:
+            raise FeatureConfigError(
+                f"the CQT's lowest bin needs a {self.cqt_q / self.cqt_fmin:.1f} s window "
+                f"(at most {MAX_CQT_WINDOW_S:.0f} s): raise cqt_fmin"
             )
 
     @classmethod
@@ -148,9 +191,35 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        """Rebuild a configuration; unknown keys are an error, not silently dropped."""
+        """Rebuild a configuration from untrusted data (a bundle's manifest, a run's spec).
+
+        Unknown keys are an error, not silently dropped; every value is type-checked before
+        any range check, so a wrong type is a one-line error, never a ``TypeError``.
+
+        Raises
+        ------
+        FeatureConfigError
+            One line, for an unknown key, a value of the wrong type or out of range.
+        """
+        if not isinstance(data, dict):
+            raise FeatureConfigError("feature settings must be an object")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names, key=str)
         if unknown:
-            raise FeatureConfigError(f"unknown feature settings: {', '.join(unknown)}")
+            raise FeatureConfigError(f"unknown feature settings: {', '.join(map(str, unknown))}")
+        for key, value in data.items():
+            if value is None and key in _OPTIONAL_FIELDS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise FeatureConfigError(f"{key} must be a number, got {_short(value)}")
+            if (key in _INT_FIELDS or key == "cqt_bins_per_octave") and not isinstance(value, int):
+                raise FeatureConfigError(f"{key} must be an integer, got {_short(value)}")
+            if not math.isfinite(value):
+                raise FeatureConfigError(f"{key} must be finite, got {value}")
         return cls(**data)
+
+
+def _short(value: Any) -> str:
+    """``repr`` of an untrusted value, cut to one short line."""
+    text = repr(value).replace("\n", "\\n")
+    return text if len(text) <= 40 else text[:37] + "..."

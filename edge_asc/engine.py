@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_asc.backends import open_model
-from edge_asc.bundle import Bundle, BundleModel
+from edge_asc.bundle import Bundle, BundleModel, verify_member
 from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream, PatchCutter, timing
 
@@ -119,11 +119,11 @@ class _Spectrogram:
             self.model, self.lock = shared.model, shared.lock
         else:
             self.model, self.lock = open_model(member, **model_kwargs), threading.Lock()
-        if self.model.input_shape[:2] != (features.n_bins, frames):
-            raise EngineError(
-                f"{member.kind} model takes {self.model.input_shape[:2]} patches, the bundle "
-                f"says {(features.n_bins, frames)}"
-            )
+            # The manifest must describe this model (patch geometry, label count), and the
+            # copy that runs must still give what it gave at export (TFLite and ONNX alike).
+            member.check_model_io(self.model.input_shape, self.model.n_classes)
+            copy = "onnx_model" if self.model.backend.startswith("onnxruntime") else "tflite_model"
+            verify_member(member, **{copy: self.model})
         self.cutter = PatchCutter(features.n_bins, frames, hop)
         self.seconds_per_frame = features.hop_length / features.sample_rate
         self.hops_per_frame = 1  # frames per level hop; set by the engine

@@ -267,8 +267,8 @@ def test_patch_spanning_minutes_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def real() -> dict[str, Any]:
     """The shipped bundle's logmel and cqt models (10 classes), opened on both backends."""
-    from edge_asc.inference import TFLiteModel
-    from edge_asc.onnx_backend import OnnxModel
+    from edge_asc.backends.onnx import OnnxModel
+    from edge_asc.backends.tflite import TFLiteModel
 
     shipped = load_bundle(DEFAULT)
     logmel, cqt = shipped.models["logmel"], shipped.models["cqt"]

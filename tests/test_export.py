@@ -144,8 +144,8 @@ def test_bundle_describes_itself(bundle_path: Path, tiny_run: Path) -> None:
 
 
 def test_bundle_stores_a_reference_both_copies_reproduce(bundle_path: Path) -> None:
+    from edge_asc.backends.onnx import OnnxModel
     from edge_asc.bundle import verify_member
-    from edge_asc.onnx_backend import OnnxModel
 
     bundle = load_bundle(bundle_path)
     assert bundle.manifest["patch"]["frames"] == 128  # from the models' input, not a literal

@@ -92,7 +92,7 @@ export (other CPUs, interpreter versions, GPU float16 kernels)."""
 
 
 class PatchClassifier(Protocol):
-    """What the check needs of a runnable model (e.g. :class:`edge_asc.inference.PatchModel`)."""
+    """What the check needs of a runnable model (a :class:`~edge_asc.backends.PatchModel`)."""
 
     def predict(self, patches: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, C)`` of ``(n, bins, frames)`` patches."""

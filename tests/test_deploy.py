@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -440,6 +441,32 @@ def test_wrapper_passes_the_trusted_keys(tmp_path: Path) -> None:
     assert command == ["edge-asc", "listen", "--jsonl", "--trusted-keys", value]
 
 
+def test_wrapper_passes_the_listen_config_file(tmp_path: Path) -> None:
+    """EDGE_ASC_CONFIG (the TOML file install.sh puts in /etc/edge-asc) becomes --config."""
+    toml = tmp_path / "edge-asc.toml"
+    toml.write_text("window = 3.0\n")
+    command, _ = _wrapper_plan({"EDGE_ASC_BIN": "edge-asc", "EDGE_ASC_CONFIG": str(toml)})
+    assert command == ["edge-asc", "listen", "--jsonl", "--config", str(toml)]
+
+
+def test_shipped_listen_config_is_valid_with_and_without_its_examples() -> None:
+    """The documented TOML loads as shipped, and with every commented example switched on."""
+    import re
+
+    from edge_asc.config import load_config
+
+    shipped = JETSON / "edge-asc.toml"
+    assert load_config(shipped).jsonl is True
+    text = shipped.read_text()
+    everything = re.sub(r"(?m)^# (\[|[a-z_]+ = )", r"\1", text)
+    full = Path(tempfile.mkdtemp()) / "all.toml"
+    full.write_text(everything)
+    settings = load_config(full)
+    assert [s.name for s in settings.sources] == ["garden", "driveway"]
+    assert settings.mqtt is not None and settings.mqtt.sensor_id == "garden-pi"
+    assert settings.metrics == "127.0.0.1:9108" and settings.thresholds == {"dog": 0.7}
+
+
 def test_wrapper_reads_a_config_file_through_bash_source(tmp_path: Path) -> None:
     """The shipped file, edited the documented way and sourced, drives the command line."""
     text = CONF.read_text()
@@ -464,6 +491,7 @@ def test_wrapper_reads_a_config_file_through_bash_source(tmp_path: Path) -> None
         ("EDGE_ASC_THREADS", "0", "not a positive whole number"),
         ("EDGE_ASC_MODEL", "/nonexistent/model.easc", "no such file"),
         ("EDGE_ASC_TRUSTED_KEYS", "/nonexistent/release.pub.pem", "no such file"),
+        ("EDGE_ASC_CONFIG", "/nonexistent/edge-asc.toml", "no such file"),
     ],
 )
 def test_wrapper_refuses_a_wrong_setting_with_ex_config(

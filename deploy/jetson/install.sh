@@ -140,7 +140,7 @@ prefix=${prefix%/}
 if [[ ! -f "$repo/pyproject.toml" ]] || ! grep -q '^name = "edge-asc"' "$repo/pyproject.toml"; then
     die "$repo is not an edge-asc checkout (no pyproject.toml naming edge-asc)"
 fi
-for f in edge-asc-service edge-asc-health edge-asc.conf edge-asc.service \
+for f in edge-asc-service edge-asc-health edge-asc.conf edge-asc.toml edge-asc.service \
     edge-asc-health.service edge-asc-health.timer edge-asc.logrotate requirements-jetson.txt; do
     [[ -f "$here/$f" ]] || die "missing $here/$f"
 done
@@ -258,6 +258,12 @@ else
     say "config $CONF_DIR/edge-asc.conf"
     run install -m 0644 "$here/edge-asc.conf" "$CONF_DIR/edge-asc.conf"
 fi
+if [[ -e "$CONF_DIR/edge-asc.toml" ]]; then
+    say "keeping $CONF_DIR/edge-asc.toml (the shipped one is $here/edge-asc.toml)"
+else
+    say "listen settings $CONF_DIR/edge-asc.toml"
+    run install -m 0644 "$here/edge-asc.toml" "$CONF_DIR/edge-asc.toml"
+fi
 
 say "systemd units and logrotate"
 for unit in edge-asc.service edge-asc-health.service edge-asc-health.timer; do
@@ -273,6 +279,6 @@ else
     say "--no-start: start it with: sudo systemctl start edge-asc edge-asc-health.timer"
 fi
 
-say "done. Pick the microphone: edge-asc devices, then EDGE_ASC_DEVICE in" \
-    "$CONF_DIR/edge-asc.conf and sudo systemctl restart edge-asc. Watch it: journalctl -u" \
+say "done. Pick the microphone: edge-asc devices, then a [[sources]] device in" \
+    "$CONF_DIR/edge-asc.toml and sudo systemctl restart edge-asc. Watch it: journalctl -u" \
     "edge-asc -f; check it: edge-asc-health"

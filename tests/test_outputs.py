@@ -181,6 +181,13 @@ def test_mqtt_discovery_state_events_metrics_and_last_will(broker: Broker, long_
         assert state["decision"] == "rain" and state["level_dbfs"] < 0
         start = json.loads(subscriber.wait_for("/event", lambda p: '"start"' in p))
         assert start["label"] == "rain" and start["event_type"] == "rain"
+        # The Home Assistant switch pauses detection, and listen honours it.
+        subscriber.client.publish("edge-asc/garden/detection/set", "OFF", qos=1)
+        subscriber.wait_for("/state", lambda p: '"paused"' in p, timeout=10)
+        assert subscriber.wait_for("garden/detection", lambda p: p == "OFF") == "OFF"
+        subscriber.client.publish("edge-asc/garden/detection/set", "ON", qos=1)
+        after = subscriber.wait_for("/state", lambda p: '"decision": "rain"' in p, timeout=15)
+        assert json.loads(after)["decision"] == "rain"
         # Metrics over real HTTP while it runs.
         _wait_port(metrics_port)
         deadline = time.monotonic() + 20

@@ -41,12 +41,16 @@ def available_providers() -> list[str]:
 
 
 def gpu_available() -> bool:
-    """Whether ONNX Runtime here can run on a GPU (TensorRT or CUDA provider, and a device)."""
-    providers = available_providers()
-    if not any(p in providers for p in GPU_PROVIDERS):
-        return False
+    """Whether ONNX Runtime here can run on a GPU (a GPU device, and a TensorRT/CUDA provider).
+
+    The device nodes are looked at first, so a machine without a GPU never imports
+    onnxruntime (tens of MB) just to learn that it cannot use it.
+    """
     # onnxruntime-gpu lists its GPU providers even on a machine without a GPU.
-    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-gpu", "/dev/nvgpu"))
+    if not any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvhost-gpu", "/dev/nvgpu")):
+        return False
+    providers = available_providers()
+    return any(p in providers for p in GPU_PROVIDERS)
 
 
 def _providers() -> list[Any]:

@@ -309,6 +309,11 @@ class MqttSink(Sink):
         if command in ("ON", "OFF"):
             if command == "OFF":
                 self.paused.set()
+                # No updates come while paused: say so now, on every source's state topic.
+                for source in self.sources:
+                    paused = {"decision": "paused", "mqtt_unsent": self.unsent, "t": time.time()}
+                    self._emit(f"{self._source_base(source)}/state", paused, retain=True)
+                    self._last_state[source] = (time.monotonic(), "paused")
             else:
                 self.paused.clear()
             client.publish(f"{self.settings.base}/detection", command, qos=1, retain=True)

@@ -57,7 +57,7 @@ def start_broker(port: int, folder: Path) -> subprocess.Popen:
 
 def outputs(bundle, port: int) -> tuple[list, MqttSink]:
     mqtt = MqttSink(
-        MqttSettings.from_url(f"mqtt://127.0.0.1:{port}", sensor_id="bench", state_interval_s=0),
+        MqttSettings.from_url(f"mqtt://127.0.0.1:{port}", sensor_id="bench"),
         list(bundle.labels), ["bench"], "default",
     )  # fmt: skip
     metrics = MetricsSink("127.0.0.1", 0, "default", "tflite", mqtt=mqtt)

@@ -26,10 +26,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import stat
-import struct
-import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +34,31 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from edge_asc.errors import EdgeAscError, EdgeAscWarning
+from edge_asc.audio_header import (
+    MAX_CHANNELS,
+    MAX_FILE_SAMPLE_RATE,
+    MIN_FILE_SAMPLE_RATE,
+    AudioError,
+    AudioWarning,
+    check_header,
+    quote_path,
+    regular_file_size,
+)
+from edge_asc.errors import one_line
+from edge_asc.native_stderr import native_stderr_silenced
+
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_FILE_SAMPLE_RATE",
+    "MIN_FILE_SAMPLE_RATE",
+    "AudioError",
+    "AudioInfo",
+    "AudioWarning",
+    "audio_info",
+    "iter_audio_blocks",
+    "load_audio",
+    "validate_sample_rate",
+]
 
 MIN_SAMPLE_RATE = 1_000
 """Lowest sample rate accepted as a target, in Hz."""
@@ -46,54 +66,12 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 """Highest sample rate accepted as a target, in Hz."""
 
-MIN_FILE_SAMPLE_RATE = 1_000
-"""Lowest sample rate accepted in a file's header, in Hz."""
-
-MAX_FILE_SAMPLE_RATE = 768_000
-"""Highest sample rate accepted in a file's header, in Hz (DXD and 768 kHz recorders)."""
-
-MAX_CHANNELS = 64
-"""Most channels accepted in a file's header (a 64-capsule microphone array)."""
-
-MAX_SAMPLES_PER_BYTE = 8192
-"""Upper bound of ``frames * channels / file size`` for compressed formats.
-
-Lossless and lossy codecs shrink digital silence a long way (FLAC to a few bytes per block of
-up to 65 535 samples), so the bound is loose; it only rejects headers that are absurd.
-"""
-
 RESAMPLE_QUALITY = "HQ"
 """soxr quality of every resampling in edge-asc (files, replays and microphones alike)."""
 
 _LOAD_BLOCK_FRAMES = 1 << 20
 
-# Containers that store samples as they are (FLAC also says PCM_16, but compresses), and
-# the bytes per sample of their subtypes: for these, the file size bounds the frame count.
-_UNCOMPRESSED_FORMATS = frozenset({"WAV", "WAVEX", "AIFF", "AU", "W64", "RF64", "CAF", "NIST"})
-_PCM_BYTES = {
-    "PCM_S8": 1,
-    "PCM_U8": 1,
-    "PCM_16": 2,
-    "PCM_24": 3,
-    "PCM_32": 4,
-    "FLOAT": 4,
-    "DOUBLE": 8,
-    "ULAW": 1,
-    "ALAW": 1,
-}
-
-# What soundfile raises for input it cannot handle: LibsndfileError (a RuntimeError) for
-# unreadable, foreign or corrupt files, OSError for some system errors, and TypeError for
-# files it cannot open without being told the layout (a ``.raw`` extension).
 _READ_ERRORS = (sf.SoundFileError, RuntimeError, OSError, TypeError)
-
-
-class AudioError(EdgeAscError):
-    """An audio file that cannot be used; ``str()`` is one line naming the file."""
-
-
-class AudioWarning(EdgeAscWarning):
-    """An audio file that is read, but not all of it is what its header says; one line."""
 
 
 @dataclass(frozen=True)
@@ -180,34 +158,10 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         If a WAV or AIFF file is shorter than its data chunk says (cut short); ``frames``
         is then what the file really holds.
     """
-    size = _regular_file_size(path)
-    with _reading(path), _quiet_native_stderr():
+    size = regular_file_size(path)
+    with _reading(path), native_stderr_silenced():
         info = sf.info(os.fspath(path))
-    rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
-    name = _quote(path)
-    if not MIN_FILE_SAMPLE_RATE <= rate <= MAX_FILE_SAMPLE_RATE:
-        raise AudioError(
-            f"{name} claims a sample rate of {rate} Hz "
-            f"(accepted: {MIN_FILE_SAMPLE_RATE} to {MAX_FILE_SAMPLE_RATE} Hz)"
-        )
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(f"{name} claims {channels} channels (accepted: 1 to {MAX_CHANNELS})")
-    if frames < 0:
-        raise AudioError(f"{name} claims {frames} frames")
-    sample_bytes = None
-    if str(info.format) in _UNCOMPRESSED_FORMATS:
-        sample_bytes = _PCM_BYTES.get(str(info.subtype))
-    if sample_bytes is not None:
-        if frames * channels * sample_bytes > size:
-            raise AudioError(
-                f"{name} claims {frames} frames of {channels} channel(s), more than its "
-                f"{size} bytes can hold"
-            )
-        _warn_if_cut_short(path, size, rate, channels, sample_bytes)
-    elif frames * channels > size * MAX_SAMPLES_PER_BYTE:
-        raise AudioError(
-            f"{name} claims {frames} frames of {channels} channel(s), implausible for {size} bytes"
-        )
+    rate, channels, frames = check_header(path, info, size)
     return AudioInfo(
         sample_rate=rate, channels=channels, frames=frames, duration_s=float(frames) / rate
     )
@@ -252,7 +206,7 @@ def load_audio(
     if max_seconds is not None and info.duration_s > max_seconds:
         raise AudioError(_too_long(path, info.duration_s, max_seconds))
     parts: list[np.ndarray] = []
-    with _reading(path), _quiet_native_stderr():
+    with _reading(path), native_stderr_silenced():
         handle = sf.SoundFile(os.fspath(path))
     with handle:
         file_rate = handle.samplerate
@@ -263,7 +217,7 @@ def load_audio(
             if max_seconds is not None and read / file_rate > max_seconds:
                 raise AudioError(_too_long(path, read / file_rate, max_seconds))
     if not parts:
-        raise AudioError(f"{_quote(path)} holds no audio samples")
+        raise AudioError(f"{quote_path(path)} holds no audio samples")
     mono = parts[0] if len(parts) == 1 else np.concatenate(parts)
     del parts
     if file_rate != target:
@@ -317,7 +271,7 @@ def iter_audio_blocks(
     # Open once now so that a bad path fails here, at the call, not at the first next().
     info = audio_info(path)
     if info.frames == 0:
-        raise AudioError(f"{_quote(path)} holds no audio samples")
+        raise AudioError(f"{quote_path(path)} holds no audio samples")
     if info.sample_rate < target:
         # Upsampling: read fewer frames per step so each block stays near block_frames.
         frames = max(1, math.ceil(frames * info.sample_rate / target))
@@ -327,7 +281,7 @@ def iter_audio_blocks(
 def _stream_blocks(
     path: str | os.PathLike[str], target: int, block_frames: int
 ) -> Iterator[np.ndarray]:
-    with _reading(path), _quiet_native_stderr():
+    with _reading(path), native_stderr_silenced():
         handle = sf.SoundFile(os.fspath(path))
     with handle:
         stream = None
@@ -339,7 +293,7 @@ def _stream_blocks(
         # flushes the samples it is holding back.
         current = _read_block(handle, block_frames, path)
         if current is None:
-            raise AudioError(f"{_quote(path)} holds no audio samples")
+            raise AudioError(f"{quote_path(path)} holds no audio samples")
         while current is not None:
             following = _read_block(handle, block_frames, path)
             out = current
@@ -364,127 +318,17 @@ def _read_block(
 def _downmix_checked(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     """Average the channels of a ``(frames, channels)`` block after rejecting non-finite values."""
     if not np.isfinite(data).all():
-        raise AudioError(f"{_quote(path)} contains NaN or infinite samples")
+        raise AudioError(f"{quote_path(path)} contains NaN or infinite samples")
     if data.shape[1] == 1:
         return np.ascontiguousarray(data[:, 0])
     # Sum in float64 so that loud float files cannot overflow float32 part-way.
     return data.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
-def _regular_file_size(path: str | os.PathLike[str]) -> int:
-    """The size of ``path`` in bytes, after checking, without opening it, that it is a file.
-
-    ``os.stat`` does not block on a FIFO and follows symbolic links, so a link to
-    ``/dev/zero`` is seen for the device it is.
-    """
-    name = _quote(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise AudioError(f"cannot read {name}: file not found") from None
-    except OSError as exc:
-        reason = _one_line(exc.strerror or str(exc)).lower()
-        raise AudioError(f"cannot read {name}: {reason}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise AudioError(f"{name} is a directory, not an audio file")
-    if not stat.S_ISREG(info.st_mode):
-        raise AudioError(f"{name} is a {_file_kind(info.st_mode)}, not a regular audio file")
-    return info.st_size
-
-
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISFIFO, "FIFO (named pipe)"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-    )
-    return next((what for test, what in kinds if test(mode)), "special file")
-
-
-def _warn_if_cut_short(
-    path: str | os.PathLike[str], size: int, rate: int, channels: int, sample_bytes: int
-) -> None:
-    """Warn when the data chunk of a WAV or AIFF file promises more bytes than remain."""
-    found = _data_chunk(path)
-    if found is None:
-        return
-    offset, declared = found
-    available = max(0, size - offset)
-    if declared <= available:
-        return
-    frame_bytes = channels * sample_bytes
-    promised, held = declared // frame_bytes / rate, available // frame_bytes / rate
-    warnings.warn(
-        AudioWarning(
-            f"{_quote(path)} is cut short: its header promises {promised:.2f} s, the file "
-            f"holds {held:.2f} s; reading what is there"
-        ),
-        stacklevel=3,
-    )
-
-
-def _data_chunk(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """``(offset, declared size)`` of the sample data of a RIFF WAV or an AIFF, else None.
-
-    Sizes that streaming writers leave as placeholders (0 and 0xFFFFFFFF, RF64) are not
-    claims, so they are not reported.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12:
-                return None
-            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-                endian, data_id, extra = "<", b"data", 0
-            elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-                endian, data_id, extra = ">", b"SSND", 8  # SSND starts with offset, block size
-            else:
-                return None
-            for _ in range(64):
-                chunk = f.read(8)
-                if len(chunk) < 8:
-                    return None
-                chunk_id, chunk_size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
-                if chunk_id == data_id:
-                    if chunk_size in (0, 0xFFFFFFFF) or chunk_size < extra:
-                        return None
-                    return f.tell() + extra, chunk_size - extra
-                f.seek(chunk_size + (chunk_size & 1), os.SEEK_CUR)
-    except OSError:
-        return None
-    return None
-
-
 def _too_long(path: str | os.PathLike[str], seconds: float, limit: float) -> str:
-    return f"{_quote(path)} is too long to hold in memory ({seconds:.0f} s; at most {limit:.0f} s)"
-
-
-@contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Send what C libraries write to file descriptor 2 to ``/dev/null`` inside the block.
-
-    While libsndfile probes a file's format, libmpg123 prints its own complaints about
-    anything that looks a little like MPEG ("[src/libmpg123/parse.c:...] warning: ...")
-    straight to stderr, a second line beside edge-asc's one-line error. Python's own
-    ``sys.stderr`` is flushed first and is unaffected afterwards.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield  # no usable descriptor 2 (embedded, closed): nothing to silence
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    return (
+        f"{quote_path(path)} is too long to hold in memory ({seconds:.0f} s; at most {limit:.0f} s)"
+    )
 
 
 @contextmanager
@@ -502,7 +346,7 @@ def _describe_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
     libsndfile's own messages are unhelpful for the common cases ("System error." for a
     missing file, "Format not recognised." for a directory), so those are diagnosed here.
     """
-    name = _quote(path)
+    name = quote_path(path)
     fs_path = os.fspath(path)
     if os.path.isdir(fs_path):
         return f"{name} is a directory, not an audio file"
@@ -512,22 +356,12 @@ def _describe_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
         with open(fs_path, "rb"):
             pass
     except OSError as os_exc:
-        return f"cannot read {name}: {_one_line(os_exc.strerror or str(os_exc)).lower()}"
+        return f"cannot read {name}: {one_line(os_exc.strerror or str(os_exc)).lower()}"
     if isinstance(exc, sf.LibsndfileError):
         reason = exc.error_string
     else:
         reason = str(exc)
-    reason = _one_line(reason).removeprefix("Error : ").rstrip(".") or type(exc).__name__
+    reason = one_line(reason).removeprefix("Error : ").rstrip(".") or type(exc).__name__
     if "possibly a pipe" in reason:  # libsndfile's MPEG probe, about a file we know is regular
         reason = "Format not recognised"
     return f"cannot read {name}: not an audio file or corrupt ({reason})"
-
-
-def _quote(path: str | os.PathLike[str]) -> str:
-    """The path as the user gave it, in single quotes, with control characters escaped."""
-    text = os.fsdecode(path)
-    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

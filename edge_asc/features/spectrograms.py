@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_asc.features import filterbanks
+import edge_asc.features.filterbanks as filterbanks
 from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig
 from edge_asc.features.cqt import CQTStream, cqt_plan
 from edge_asc.features.framing import FrameBuffer

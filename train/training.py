@@ -3,7 +3,9 @@
 Random oversampling of the smaller classes, mixup of patch pairs (eqs. 1-4, lambda drawn from
 a Beta distribution), KL-divergence loss with L2 on the kernels (eq. 22), Adam at 1e-4, batch
 50, 100 epochs. The same code runs on a CPU, one GPU (with mixed precision and a prefetching
-input pipeline) or several devices through ``tf.distribute``.
+input pipeline), several GPUs or several machines through ``tf.distribute``: each global
+batch is planned once from ``(seed, epoch)`` and every replica gathers only its rows of it, so
+the maths is that of one device (deploy/cluster/README.md).
 
 Determinism: every epoch's oversampling, order and mixup come from a generator seeded with
 ``(seed, epoch)``, so a run resumed from a checkpoint sees the epochs it would have seen.
@@ -493,6 +495,8 @@ def _keras_multi_worker_fixes(model, shape: tuple, n_classes: int) -> Iterator[N
     Gradients are unaffected: the optimizer all-reduces them through the strategy itself.
     The patch of Keras's module function lasts for the ``with`` block only.
     """
+    import keras
+    import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as keras_tf_trainer
 
     example = (np.zeros((1, *shape[1:]), np.float32), np.zeros((1, n_classes), np.float32), None)
@@ -504,10 +508,8 @@ def _keras_multi_worker_fixes(model, shape: tuple, n_classes: int) -> Iterator[N
 
     def reduce_per_replica(values, strategy, reduction="auto"):
         if reduction in ("auto", "mean") and isinstance(
-            strategy, keras_tf_trainer.tf.distribute.MultiWorkerMirroredStrategy
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
         ):
-            import keras
-
             return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
         return original(values, strategy, reduction)
 

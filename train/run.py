@@ -161,8 +161,14 @@ def train_run(
     workers: int | None = None,
     dataset_options: dict[str, Any] | None = None,
     verbose: int = 1,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, ClipMetrics]:
     """Extract features, train one model per spectrogram, evaluate and fuse.
+
+    In a multi-worker job (``training.strategy == "multiworker"``) every worker runs this
+    with the same arguments; only the chief writes ``out`` and evaluates, the others train
+    their share and write nothing there (they read the chief's ``checkpoint/`` on a restart,
+    so ``out`` must be on storage every worker sees).
 
     Parameters
     ----------
@@ -186,13 +192,18 @@ def train_run(
         Extra arguments of the dataset reader.
     verbose : int
         Keras progress output level.
+    callbacks : sequence of keras.callbacks.Callback
+        Extra callbacks for every spectrogram's training.
 
     Returns
     -------
     dict of str to ClipMetrics
-        Validation metrics per spectrogram and fusion (empty without validation clips).
+        Validation metrics per spectrogram and fusion (empty without validation clips, and
+        on workers other than the chief).
     """
-    from edge_asc.train.training import train_model
+    from edge_asc.train.training import train_model, worker_role
+
+    chief = worker_role(training.strategy).is_chief
 
     out = Path(out)
     features = features or FeatureConfig()
@@ -209,7 +220,7 @@ def train_run(
         dataset_options=dict(dataset_options or {}),
     )
     run_json = out / "run.json"
-    if run_json.is_file():
+    if chief and run_json.is_file():
         previous = json.loads(run_json.read_text())
         current = spec.to_dict()
         changed = [k for k in current if previous.get(k) != current[k]]
@@ -218,29 +229,35 @@ def train_run(
                 f"{out} holds a run with other settings ({', '.join(changed)}); "
                 "choose another --out to start a new run"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(run_json, {**spec.to_dict(), "versions": versions()})
-    write_json(
-        out / "validation.json",
-        [
-            {
-                "path": str(index.clips[i].path),
-                "label": index.clips[i].label,
-                "device": index.clips[i].device,
-            }
-            for i in split.test
-        ],
-    )
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(run_json, {**spec.to_dict(), "versions": versions()})
+        write_json(
+            out / "validation.json",
+            [
+                {
+                    "path": str(index.clips[i].path),
+                    "label": index.clips[i].label,
+                    "device": index.clips[i].device,
+                }
+                for i in split.test
+            ],
+        )
 
     cache = FeatureCache(cache_dir or default_cache_dir(), features)
     paths = [index.clips[i].path for i in (*split.train, *split.test)]
     cache.extract(spec.kinds, paths, workers=workers, progress=verbose > 0)
 
-    for kind in spec.kinds:
+    # Decided once, before any training: every worker of a job must train the same kinds.
+    todo = [
+        kind
+        for kind in spec.kinds
+        if not ((out / kind / "model.keras").is_file() and (out / kind / "norm.json").is_file())
+    ]  # the others finished in an earlier, interrupted invocation
+    for kind in todo:
         kind_dir = out / kind
-        if (kind_dir / "model.keras").is_file() and (kind_dir / "norm.json").is_file():
-            continue  # finished in an earlier, interrupted invocation
-        kind_dir.mkdir(exist_ok=True)
+        if chief:
+            kind_dir.mkdir(exist_ok=True)
         norm = cache.norm_stats(kind, [index.clips[i].path for i in split.train])
         train_set = _patches(cache, kind, index, split.train, norm)
         val_set = _patches(cache, kind, index, split.test, norm) if split.test else None
@@ -249,9 +266,20 @@ def train_run(
                 f"[{kind}] {len(train_set)} training patches, "
                 f"{len(val_set) if val_set else 0} validation patches"
             )
-        train_model(train_set, val_set, len(index.labels), training, kind_dir, verbose=verbose)
-        write_json(kind_dir / "norm.json", norm.to_dict())
+        train_model(
+            train_set,
+            val_set,
+            len(index.labels),
+            training,
+            kind_dir,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        if chief:
+            write_json(kind_dir / "norm.json", norm.to_dict())
 
+    if not chief:
+        return {}
     if not split.test:
         write_json(out / "metrics.json", {})
         return {}

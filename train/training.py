@@ -3,7 +3,9 @@
 Random oversampling of the smaller classes, mixup of patch pairs (eqs. 1-4, lambda drawn from
 a Beta distribution), KL-divergence loss with L2 on the kernels (eq. 22), Adam at 1e-4, batch
 50, 100 epochs. The same code runs on a CPU, one GPU (with mixed precision and a prefetching
-input pipeline) or several devices through ``tf.distribute``.
+input pipeline), several GPUs or several machines through ``tf.distribute``: each global
+batch is planned once from ``(seed, epoch)`` and every replica gathers only its rows of it, so
+the maths is that of one device (deploy/cluster/README.md).
 
 Determinism: every epoch's oversampling, order and mixup come from a generator seeded with
 ``(seed, epoch)``, so a run resumed from a checkpoint sees the epochs it would have seen.
@@ -11,8 +13,12 @@ Determinism: every epoch's oversampling, order and mixup come from a generator s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_asc.errors import EdgeAscError
+
+
+class TrainingInterrupted(EdgeAscError):
+    """Training stopped short of its steps (a lost worker); rerunning resumes it. One line."""
 
 
 @dataclass(frozen=True)
@@ -137,17 +149,99 @@ def steps_per_epoch(y: np.ndarray, n_classes: int, config: TrainConfig) -> int:
     return max(1, -(-n // config.batch_size))
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """One global batch, as indices: which patches, their mixup partners and weights.
+
+    Attributes
+    ----------
+    idx : numpy.ndarray
+        ``(b,)`` patch indices (sorted: faster gathers).
+    partner : numpy.ndarray or None
+        ``(b,)`` positions within the batch of each row's mixup partner; None: no mixup.
+    lam : numpy.ndarray or None
+        ``(b,)`` float32 mixup weights of the rows themselves.
+    """
+
+    idx: np.ndarray
+    partner: np.ndarray | None
+    lam: np.ndarray | None
+
+    def rows(self, part: int, parts: int) -> np.ndarray:
+        """Positions of replica ``part``'s rows when the batch is split ``parts`` ways."""
+        return np.array_split(np.arange(self.idx.size), parts)[part]
+
+    def gather(
+        self, patches: PatchSet, eye: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs ``x[..., None]`` and soft labels of ``rows`` (all rows by default).
+
+        Every row is computed on its own, so a replica's share of a batch holds exactly the
+        values the same rows have when one process computes the whole batch.
+        """
+        rows = np.arange(self.idx.size) if rows is None else rows
+        own = self.idx[rows]
+        x, y = patches.x[own], eye[patches.y[own]]
+        if self.partner is not None and self.lam is not None:
+            other = self.idx[self.partner[rows]]
+            lam = self.lam[rows]
+            lam_x = lam.reshape((-1,) + (1,) * (x.ndim - 1))
+            x = lam_x * x + (1 - lam_x) * patches.x[other]
+            y = lam[:, None] * y + (1 - lam[:, None]) * eye[patches.y[other]]
+        return x[..., None], y
+
+
+def epoch_plan(y: np.ndarray, n_classes: int, config: TrainConfig, epoch: int) -> list[BatchPlan]:
+    """One epoch's global batches as index plans, determined by ``(seed, epoch)``.
+
+    Only indices and mixup weights are drawn here (cheap); the patches are gathered and mixed
+    by whoever consumes a plan, each worker for its own rows only.
+    """
+    rng = np.random.default_rng([config.seed, epoch])
+    order = epoch_indices(y, n_classes, config.oversample, rng)
+    plans = []
+    for start in range(0, order.size, config.batch_size):
+        idx = np.sort(order[start : start + config.batch_size])
+        if config.mixup_alpha > 0 and idx.size >= 2:
+            # The draws of mixup(), in its order: partners, then lambdas.
+            partner = rng.permutation(idx.size)
+            lam = rng.beta(config.mixup_alpha, config.mixup_alpha, size=idx.size)
+            plans.append(BatchPlan(idx, partner, lam.astype(np.float32)))
+        else:
+            plans.append(BatchPlan(idx, None, None))
+    return plans
+
+
 def epoch_batches(
     patches: PatchSet, n_classes: int, config: TrainConfig, epoch: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches ``(x[..., None], soft labels)`` of one epoch, determined by (seed, epoch)."""
-    rng = np.random.default_rng([config.seed, epoch])
-    order = epoch_indices(patches.y, n_classes, config.oversample, rng)
     eye = np.eye(n_classes, dtype=np.float32)
-    for start in range(0, order.size, config.batch_size):
-        idx = np.sort(order[start : start + config.batch_size])  # sorted: faster gathers
-        x, y = mixup(patches.x[idx], eye[patches.y[idx]], config.mixup_alpha, rng)
-        yield x[..., None], y
+    for plan in epoch_plan(patches.y, n_classes, config, epoch):
+        yield plan.gather(patches, eye)
+
+
+def replica_batches(
+    patches: PatchSet,
+    n_classes: int,
+    config: TrainConfig,
+    first_epoch: int,
+    replicas: int = 1,
+    mine: Sequence[int] = (0,),
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless per-replica batches from ``first_epoch`` on: this input pipeline's shard.
+
+    Every global batch of :func:`epoch_plan` is split into ``replicas`` parts; the parts of
+    the replicas in ``mine`` are yielded in that order (a multi-worker job's worker
+    gathers and mixes only its own rows). ``replicas=1`` yields the whole batches.
+    """
+    eye = np.eye(n_classes, dtype=np.float32)
+    epoch = first_epoch
+    while True:
+        for plan in epoch_plan(patches.y, n_classes, config, epoch):
+            for part in mine:
+                yield plan.gather(patches, eye, plan.rows(part, replicas))
+        epoch += 1
 
 
 def use_mixed_precision(setting: str) -> bool:
@@ -159,15 +253,25 @@ def use_mixed_precision(setting: str) -> bool:
     return setting == "on"
 
 
+_MULTI_WORKER: list[Any] = []
+"""The process's MultiWorkerMirroredStrategy, made once: TF configures collective ops when
+its context starts, so a second one (the next spectrogram's model) could not be made."""
+
+
 def make_strategy(name: str):
     """The ``tf.distribute`` strategy a flag names.
 
     ``auto``: mirrored over all GPUs when there are several, else the default (one device).
     ``mirrored``: all GPUs, or every logical CPU when there is no GPU (how the tests run it).
-    ``multiworker``: MultiWorkerMirroredStrategy, configured by the ``TF_CONFIG`` variable.
+    ``multiworker``: MultiWorkerMirroredStrategy, configured by the ``TF_CONFIG`` variable;
+    made before anything starts TF's context (which fixes the collective ops), and reused.
     """
     import tensorflow as tf
 
+    if name == "multiworker":
+        if not _MULTI_WORKER:
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+        return _MULTI_WORKER[0]
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "default"
@@ -176,9 +280,125 @@ def make_strategy(name: str):
     if name == "mirrored":
         devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a multi-worker job, from ``TF_CONFIG``.
+
+    Attributes
+    ----------
+    index : int
+        Position among all tasks (the chief is 0).
+    count : int
+        Number of tasks (chief included).
+    """
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run directory."""
+        return self.index == 0
+
+
+def worker_role(strategy: str = "multiworker") -> WorkerRole:
+    """Which worker this process is, from ``TF_CONFIG`` (the chief when not multi-worker).
+
+    The chief is the ``chief`` task when the cluster names one, else ``worker`` 0 (TF's
+    convention); the other tasks follow in cluster order.
+
+    Raises
+    ------
+    ValueError
+        If ``TF_CONFIG`` is set but unreadable.
+    """
+    raw = os.environ.get("TF_CONFIG", "")
+    if strategy != "multiworker" or not raw.strip():
+        return WorkerRole()
+    try:
+        spec = json.loads(raw)
+        cluster, task = spec["cluster"], spec["task"]
+        order = [("chief", i) for i in range(len(cluster.get("chief", [])))]
+        order += [("worker", i) for i in range(len(cluster.get("worker", [])))]
+        return WorkerRole(order.index((task["type"], int(task["index"]))), len(order))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"TF_CONFIG is not a usable cluster spec: {exc}") from None
+
+
+def _whole_epochs_callback(steps: int, backup_dir: Path):
+    """A callback that stops a run whose epoch ended short of its steps, before the backup.
+
+    When a peer dies, TF aborts the collective ops and Keras takes the failed step for the
+    end of the input: ``fit`` would close the epoch early, back it up as complete and carry
+    on, so the surviving chief would save a half-trained model and exit 0. This raises
+    instead, ahead of the backup callback, leaving the last complete backup for a restart.
+    """
+    import keras
+
+    class WholeEpochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.done = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.done += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.done < steps:
+                raise TrainingInterrupted(
+                    f"epoch {epoch + 1} stopped after {self.done} of {steps} steps (a worker "
+                    f"lost?); run the same command again to resume from {backup_dir}"
+                )
+
+    return WholeEpochs()
+
+
+def _backup_callback(backup_dir: Path, chief: bool):
+    """BackupAndRestore that is safe with several workers and with SIGKILL.
+
+    Keras's own callback has every worker write the same files, and a kill during a save
+    leaves a torn pair of weights and epoch. Here only the chief writes; each backup goes to
+    a fresh ``epoch-NNNN`` folder and ``latest`` (replaced atomically) names it, so a reader
+    sees either the previous complete backup or the new one. Every worker restores from the
+    chief's folder, so ``backup_dir`` must be on storage all workers see.
+    """
+    import keras
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        def __init__(self) -> None:
+            super().__init__(str(backup_dir), delete_checkpoint=chief, double_checkpoint=False)
+
+        def _load_model(self) -> None:
+            pointer = backup_dir / "latest"
+            if not pointer.is_file():
+                return
+            state = backup_dir / pointer.read_text().strip()
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(str(state / "model.weights.h5"))
+            meta = json.loads((state / "training.json").read_text())
+            self.model._initial_epoch = int(meta["epoch"])
+
+        def _save_model(self) -> None:
+            if not chief:
+                return
+            name = f"epoch-{self._current_epoch:04d}"
+            state = backup_dir / name
+            if state.exists():
+                shutil.rmtree(state)
+            state.mkdir(parents=True)
+            self.model.save_weights(str(state / "model.weights.h5"))
+            (state / "training.json").write_text(json.dumps({"epoch": self._current_epoch}))
+            tmp = backup_dir / ".latest.tmp"
+            tmp.write_text(name + "\n")
+            os.replace(tmp, backup_dir / "latest")
+            for old in backup_dir.glob("epoch-*"):
+                if old.name != name:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    return Backup()
 
 
 class _EpochClock:
@@ -242,6 +462,65 @@ def _throughput_callback(batch_size: int):
     return Throughput()
 
 
+def _synchronize_batch_norm(model, enabled: bool) -> list:
+    """Turn on ``synchronized`` batch statistics in every BatchNormalization layer."""
+    import keras
+
+    if not enabled:
+        return []
+    layers = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in layers:
+        layer.synchronized = True
+    return layers
+
+
+@contextlib.contextmanager
+def _keras_multi_worker_fixes(model, shape: tuple, n_classes: int) -> Iterator[None]:
+    """Work around Keras 3's two breakages of ``fit`` under MultiWorkerMirroredStrategy.
+
+    Seen with Keras 3.15 and TF 2.21 (tensorflow/tensorflow#72388); without these, every
+    multi-worker ``fit`` fails before its first step:
+
+    * ``fit`` and ``evaluate`` take a batch from the iterator and ``strategy.reduce`` it
+      only to learn its shapes, which the strategy cannot do for a nested batch ("Attempt to
+      convert a value (PerReplica...)"). The model is built from the known shapes instead.
+    * each step's logs (scalar loss and metrics) are reduced across workers with ``axis=0``
+      ("Invalid reduction dimension 0 for input with 0 dimensions"); here they are averaged
+      over replicas with ``axis=None``, which is what the logs mean.
+
+    Gradients are unaffected: the optimizer all-reduces them through the strategy itself.
+    The patch of Keras's module function lasts for the ``with`` block only.
+    """
+    import keras
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    example = (np.zeros((1, *shape[1:]), np.float32), np.zeros((1, n_classes), np.float32), None)
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
+        data_batch=example if data_batch is None else data_batch
+    )
+    original = keras_tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction="auto"):
+        if reduction in ("auto", "mean") and isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
+        ):
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield
+    finally:
+        keras_tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build
+
+
 def train_model(
     train: PatchSet,
     validation: PatchSet | None,
@@ -281,11 +560,16 @@ def train_model(
     from edge_asc.train.models import build_model
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    role = worker_role(config.strategy)
+    if role.is_chief:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_dir = out_dir
+    else:  # logs go to scratch; the chief's checkpoint/ is read on a restart
+        write_dir = Path(tempfile.mkdtemp(prefix=f"edge-asc-worker{role.index}-"))
+    strategy = make_strategy(config.strategy)  # first: multiworker must precede TF's context
     keras.utils.set_random_seed(config.seed)
     mixed = use_mixed_precision(config.mixed_precision)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy = make_strategy(config.strategy)
     try:
         with strategy.scope():
             # Trained with a rolled GRU: quick to compile (the unrolled graph takes ~20 s more),
@@ -300,6 +584,9 @@ def train_model(
                 input_shape=(*train.x.shape[1:], 1),
                 **extra,
             )
+            # Batch statistics over the global batch, not each replica's share: the same
+            # maths as one process, and the same moving averages on every worker.
+            synced = _synchronize_batch_norm(model, strategy.num_replicas_in_sync > 1)
             model.compile(
                 optimizer=keras.optimizers.Adam(_learning_rate(config, train.y, n_classes)),
                 loss=keras.losses.KLDivergence(),
@@ -311,54 +598,82 @@ def train_model(
 
     clock = _EpochClock(config.seed)
     shape = (None, *train.x.shape[1:], 1)
+    replicas = strategy.num_replicas_in_sync
 
-    def generator() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        # Started lazily by Keras after a resume has set the clock; runs on epoch after epoch.
-        epoch = clock.epoch
-        while True:
-            yield from epoch_batches(train, n_classes, config, epoch)
-            epoch += 1
+    def dataset_fn(context=None):
+        # One input pipeline per worker; it gathers and mixes only its replicas' rows of each
+        # global batch (its shard), so no worker does another's input work.
+        pipelines = context.num_input_pipelines if context is not None else 1
+        pipeline = context.input_pipeline_id if context is not None else 0
+        local = replicas // pipelines
+        mine = range(pipeline * local, (pipeline + 1) * local)
 
-    dataset = tf.data.Dataset.from_generator(
-        generator,
-        output_signature=(
-            tf.TensorSpec(shape, tf.float32),
-            tf.TensorSpec((None, n_classes), tf.float32),
-        ),
-    ).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
+        def generator() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            # Started lazily by Keras after a resume has set the clock; runs on and on.
+            yield from replica_batches(train, n_classes, config, clock.epoch, replicas, mine)
+
+        dataset = tf.data.Dataset.from_generator(
+            generator,
+            output_signature=(
+                tf.TensorSpec(shape, tf.float32),
+                tf.TensorSpec((None, n_classes), tf.float32),
+            ),
+        )
+        options = tf.data.Options()
+        # Sharded above, by rows of each batch: TF's auto-sharding must not shard again.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    if replicas > 1 or role.count > 1:
+        if config.batch_size < replicas:
+            raise ValueError(f"batch_size must be at least the {replicas} replicas in sync")
+        dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    else:
+        dataset = dataset_fn()
 
     validation_data = None
     if validation is not None and len(validation):
         eye = np.eye(n_classes, dtype=np.float32)
         validation_data = (validation.x[..., None], eye[validation.y])
 
+    steps = steps_per_epoch(train.y, n_classes, config)
     all_callbacks = [
         keras.callbacks.LambdaCallback(
             on_epoch_begin=lambda epoch, logs=None: clock.start(model, epoch)
         ),
-        keras.callbacks.BackupAndRestore(str(out_dir / "checkpoint")),
+        _whole_epochs_callback(steps, out_dir / "checkpoint"),  # before the backup
+        _backup_callback(out_dir / "checkpoint", role.is_chief),
         _throughput_callback(config.batch_size),  # before the loggers, which write its value
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(write_dir / "logs"), write_graph=False),
         *callbacks,
     ]
-    model.fit(
-        dataset,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch(train.y, n_classes, config),
-        shuffle=False,  # the generator shuffles, deterministically
-        validation_data=validation_data,
-        validation_batch_size=max(config.batch_size, 100),
-        callbacks=all_callbacks,
-        verbose=verbose,
+    fixes = (
+        _keras_multi_worker_fixes(model, shape, n_classes)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        else contextlib.nullcontext()
     )
-    final = out_dir / "model.keras"
-    tmp = out_dir / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, final)
+    try:
+        with fixes:
+            model.fit(
+                dataset,
+                epochs=config.epochs,
+                steps_per_epoch=steps,
+                shuffle=False,  # the generator shuffles, deterministically
+                validation_data=validation_data,
+                validation_batch_size=max(config.batch_size, 100),
+                callbacks=all_callbacks,
+                verbose=verbose,
+            )
+        for layer in synced:  # saved as one process would have (no strategy when loaded)
+            layer.synchronized = False
+        if role.is_chief:
+            tmp = out_dir / ".model.tmp.keras"
+            model.save(tmp)
+            os.replace(tmp, out_dir / "model.keras")
+    finally:
+        if not role.is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
     return model
 
 

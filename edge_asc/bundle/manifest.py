@@ -29,6 +29,7 @@ from edge_asc.bundle.common import (
 )
 from edge_asc.bundle.reference import Reference, check_agreement
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
+from edge_asc.fusion import FUSION_RULES
 
 SCHEMA_VERSION = 2
 """The manifest schema this edge-asc writes (version 2 added the optional ``onnx`` member)."""
@@ -39,7 +40,7 @@ READABLE_SCHEMAS: tuple[int, ...] = (1, 2)
 BUNDLE_FORMAT = "edge-asc-bundle"
 """Value of the manifest's ``format`` field."""
 
-FUSIONS: tuple[str, ...] = ("mean", "prod", "max")
+FUSIONS: tuple[str, ...] = FUSION_RULES
 """Late-fusion rules a bundle may name as its default."""
 
 QUANTIZATIONS: tuple[str, ...] = ("float32", "float16", "dynamic", "int8")

@@ -12,6 +12,7 @@ import typer
 
 from edge_asc.errors import EdgeAscError, one_line
 from edge_asc.features import FeatureConfig, parse_kinds
+from edge_asc.fusion import FUSION_RULES
 
 if TYPE_CHECKING:
     from edge_asc.bundle import Bundle
@@ -29,8 +30,6 @@ app = typer.Typer(
 EXIT_USAGE = 2
 """Exit code for bad input: missing or corrupt audio, bad options, unusable bundles."""
 
-FUSION_CHOICES = ("mean", "prod", "max")
-"""Late-fusion rules the runtime commands take."""
 
 
 class UserError(EdgeAscError):
@@ -81,8 +80,8 @@ def kinds_option(features: str | None) -> tuple[str, ...] | None:
 
 def check_fusion(fusion: str | None) -> None:
     """Refuse an unknown ``--fusion`` before anything is loaded."""
-    if fusion is not None and fusion not in FUSION_CHOICES:
-        raise UserError(f"unknown fusion rule {fusion!r}; choose {', '.join(FUSION_CHOICES)}")
+    if fusion is not None and fusion not in FUSION_RULES:
+        raise UserError(f"unknown fusion rule {fusion!r}; choose {', '.join(FUSION_RULES)}")
 
 
 def default_model() -> Path:

@@ -180,7 +180,17 @@ def train(
             workers=workers,
             dataset_options=options,
         )
-        typer.echo(f"run written to {out}")
+        typer.echo(_finished(out, strategy))
+
+
+def _finished(out: Path, strategy: str) -> str:
+    """What a training process says at the end: only the chief wrote the run directory."""
+    import json
+
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    if strategy in ("multiworker", "auto") and task.get("index", 0) != 0:
+        return f"worker {task['index']} finished (the chief writes {out})"
+    return f"run written to {out}"
 
 
 def _train_config(**settings: object) -> TrainConfig:

@@ -28,6 +28,7 @@ from edge_asc.cli.common import (
     user_errors,
 )
 from edge_asc.files import atomic_output
+from edge_asc.text import text_table
 
 
 @app.command()
@@ -153,9 +154,8 @@ def devices() -> None:
         rate = f"{d.default_samplerate:g} Hz"
         mark = "*" if d.is_default else ""
         rows.append([mark, str(d.index), d.name, d.hostapi, str(d.channels), rate])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for line in text_table(rows[0], rows[1:]):
+        typer.echo(line)
 
 
 @app.command()

@@ -26,6 +26,7 @@ asked (``keep=True``, for ``--png``), and then refuses audio longer than
 
 from __future__ import annotations
 
+import itertools
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edge_asc.audio import audio_info, iter_audio_blocks
+from edge_asc.blocks import reblock
 from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream, parse_kinds
 from edge_asc.files import atomic_output
@@ -171,7 +173,12 @@ def write_spectrograms(
             raise SpectrogramFileError(_too_long_to_keep(audio_path, seconds))
         max_samples = int(KEEP_MAX_SECONDS * config.sample_rate) + 1
 
-    blocks = _exact_blocks(iter_audio_blocks(audio_path, config.sample_rate), step)
+    # Blocks of exactly `step` samples, and one empty push at the end so that even an empty
+    # file goes through the stream once.
+    blocks = itertools.chain(
+        reblock(iter_audio_blocks(audio_path, config.sample_rate), step),
+        [np.zeros(0, dtype=np.float32)],
+    )
     stream = FeatureStream(kinds, config)
     stats = {kind: _Stats() for kind in kinds}
     kept: dict[str, list[np.ndarray]] | None = {k: [] for k in kinds} if keep else None
@@ -213,21 +220,6 @@ def write_spectrograms(
             for kind, parts in kept.items()
         }
     return SpectrogramResult(summaries=summaries, arrays=arrays)
-
-
-def _exact_blocks(chunks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Regroup 1-D chunks into blocks of exactly ``size`` samples (the last may be shorter).
-
-    The last block is yielded even when empty, so the caller always pushes at least once.
-    """
-    pending = np.zeros(0, dtype=np.float32)
-    for chunk in chunks:
-        pending = np.concatenate([pending, chunk]) if pending.size else chunk
-        n_full = pending.size // size * size
-        for start in range(0, n_full, size):
-            yield pending[start : start + size]
-        pending = pending[n_full:]
-    yield pending
 
 
 def _too_long_to_keep(path: str | os.PathLike[str], seconds: float) -> str:

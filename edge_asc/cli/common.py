@@ -31,7 +31,6 @@ EXIT_USAGE = 2
 """Exit code for bad input: missing or corrupt audio, bad options, unusable bundles."""
 
 
-
 class UserError(EdgeAscError):
     """A problem with what the user asked for; printed as one line, never a traceback."""
 

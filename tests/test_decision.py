@@ -1,0 +1,121 @@
+"""The open-set decision (label, unknown, quiet) and events, on the shipped default model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from edge_asc.audio import load_audio
+from edge_asc.bundle import load_bundle
+from edge_asc.classify import classify_file
+from edge_asc.cli import app, default_model
+from edge_asc.decision import (
+    DEFAULT_QUIET_DBFS,
+    DEFAULT_THRESHOLD,
+    QUIET,
+    UNKNOWN,
+    DecisionError,
+    OpenSetDecision,
+    parse_thresholds,
+)
+from edge_asc.events import EventTracker
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+RAIN, WAVES, FIRE = (
+    EXAMPLES / "1-17367-A-10.flac",
+    EXAMPLES / "2-125966-A-11.flac",
+    EXAMPLES / "1-17808-A-12.flac",
+)
+LABELS = ("dog", "rain")
+runner = CliRunner()
+
+
+def test_level_gate_then_per_label_thresholds() -> None:
+    decision = OpenSetDecision(LABELS, quiet_dbfs=-50.0, threshold=0.5, per_label={"dog": 0.8})
+    assert decision.decide("rain", 0.99, -math.inf) == QUIET  # digital silence, always
+    assert decision.decide("rain", 0.99, -60.0) == QUIET
+    assert decision.decide("rain", 0.99, float("nan")) == QUIET
+    assert decision.decide("rain", 0.6, -20.0) == "rain"
+    assert decision.decide("rain", 0.4, -20.0) == UNKNOWN
+    assert decision.decide("dog", 0.7, -20.0) == UNKNOWN  # its own, stricter threshold
+    assert decision.decide("dog", 0.85, -20.0) == "dog"
+    assert parse_thresholds("dog=0.7, rain=0.4") == {"dog": 0.7, "rain": 0.4}
+    for bad in ("dog", "dog=x"):
+        with pytest.raises(DecisionError, match="thresholds look like"):
+            parse_thresholds(bad)
+    with pytest.raises(DecisionError, match="unknown label"):
+        OpenSetDecision(LABELS, per_label={"parrot": 0.5})
+    with pytest.raises(DecisionError, match="between 0 and 1"):
+        OpenSetDecision(LABELS, threshold=1.5)
+
+
+def test_a_bundle_without_thresholds_uses_the_documented_defaults(tmp_path: Path) -> None:
+    """The shipped bundle stores no fitted thresholds: 0.5 and -50 dBFS apply."""
+    bundle = load_bundle(default_model())
+    assert (DEFAULT_THRESHOLD, DEFAULT_QUIET_DBFS) == (0.5, -50.0)
+    rain = classify_file(RAIN, bundle)
+    assert rain.decision == rain.label == "rain" and rain.level_dbfs > -50
+    silence, floor = tmp_path / "silence.wav", tmp_path / "floor.wav"
+    sf.write(silence, np.zeros(5 * 22050, dtype=np.float32), 22050)
+    noise = np.random.default_rng(0).normal(0, 10 ** (-60 / 20), 5 * 22050)
+    sf.write(floor, noise.astype(np.float32), 22050, subtype="FLOAT")
+    for path in (silence, floor):
+        result = classify_file(path, bundle)
+        assert result.decision == QUIET, path
+        assert all(row["decision"] == QUIET for row in result.timeline)
+        assert result.events == []
+
+
+def test_per_label_override_from_the_command_line() -> None:
+    strict = runner.invoke(
+        app, ["classify", str(RAIN), "--threshold", "rain=0.99", "--format", "json"]
+    )
+    assert strict.exit_code == 0, strict.output
+    line = json.loads(strict.stdout)
+    assert line["decision"] == UNKNOWN and line["label"] == "rain"
+    assert set(line["scores"]) == set(load_bundle(default_model()).labels)  # scores kept
+    bad = runner.invoke(app, ["classify", str(RAIN), "--threshold", "parrot=0.3"])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+
+
+def test_events_on_a_constructed_sequence_of_real_clips(tmp_path: Path) -> None:
+    """rain 5 s, silence 10 s, sea waves 5 s: two events with the right spans."""
+    rain, waves = load_audio(RAIN, 22050), load_audio(WAVES, 22050)
+    gap = np.zeros(10 * 22050, dtype=np.float32)
+    path = tmp_path / "sequence.wav"
+    sf.write(path, np.concatenate([rain, gap, waves]), 22050, subtype="FLOAT")
+    result = runner.invoke(
+        app, ["classify", str(path), "--events", "--format", "json", "--max-not-heard", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    events = json.loads(result.stdout)["events"]
+    assert [e["label"] for e in events] == ["rain", "sea_waves"]
+    first, second = events
+    # Rain is heard until the last patch holding some of it (ends 5.94 s: 128 frames of
+    # 11.6 ms), then silence is quiet; the waves come after the 10 s gap.
+    assert 0 < first["start_s"] < first["end_s"] <= 6.0
+    assert 15.0 < second["start_s"] <= second["end_s"] <= 20.0
+    for event in events:
+        assert 0 < event["mean_score"] <= event["peak_score"] <= 1
+
+
+def test_event_tracker_ends_after_max_not_heard() -> None:
+    tracker = EventTracker(max_not_heard_s=2.0)
+    assert [c.kind for c in tracker.update(1.0, "dog", 0.9)] == ["start"]
+    assert tracker.update(2.0, UNKNOWN, 0.3) == []  # a short dip does not end it
+    assert tracker.update(2.5, "dog", 0.7) == []
+    ended = tracker.update(4.6, QUIET, 0.0)
+    assert [(c.kind, c.event.end_s) for c in ended] == [("end", 2.5)]
+    event = ended[0].event
+    assert (event.start_s, event.peak_score, event.updates) == (1.0, 0.9, 2)
+    assert event.mean_score == pytest.approx(0.8)
+    tracker.update(5.0, "rain", 0.6)
+    assert [(c.kind, c.event.label, c.event.end_s) for c in tracker.finish()] == [
+        ("end", "rain", 5.0)
+    ]

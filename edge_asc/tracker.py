@@ -61,8 +61,10 @@ class SceneWindow:
     def __init__(
         self, kinds: Sequence[str], n_classes: int, window_s: float = 3.0, fusion: str = "prod"
     ) -> None:
-        if not window_s > 0:
-            raise EngineError("the window must be longer than 0 s")
+        if not (np.isfinite(window_s) and window_s > 0):
+            raise EngineError(
+                f"the window must be a finite number of seconds above 0, got {window_s}"
+            )
         _check_fusion(fusion)
         self.kinds, self.n_classes, self.window_s, self.fusion = kinds, n_classes, window_s, fusion
         self._recent: deque[PatchResult] = deque()

@@ -160,3 +160,33 @@ def test_console_script_module_entry(real_clip_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("gam     128x")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["classify", "examples", "--threads", "2147483648"], "--threads must be from 1 to"),
+        (["classify", "examples", "--threads", "0"], "Invalid value for '--threads'"),
+        (["classify", "examples", "--window", "inf"], "--window must be"),
+        (["listen", "--window", "abc"], "Invalid value for '--window'"),
+        (["listen", "--duration", "inf", "--input", "examples/1-17367-A-10.flac"], "--duration"),
+        (["bench", "--seconds", "inf"], "--seconds must be"),
+        (["classify", "--no-such-option", "x"], "No such option"),
+    ],
+)
+def test_bad_option_values_are_one_line_not_a_usage_box(args: list[str], needle: str) -> None:
+    """Through the real entry point (as a user runs it): exit 2, one line, no box or traceback."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_asc", *args],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("edge-asc: error: ")
+    assert needle in result.stderr and "Traceback" not in result.stderr and "╭" not in result.stderr

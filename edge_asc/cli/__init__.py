@@ -17,6 +17,7 @@ import typer
 from edge_asc import __version__
 from edge_asc.cli import listen, offline, runtime  # noqa: F401  (registers the commands)
 from edge_asc.cli.common import EXIT_USAGE, UserError, app, default_model, fail
+from edge_asc.errors import one_line
 
 __all__ = ["EXIT_USAGE", "UserError", "app", "default_model", "fail", "main"]
 
@@ -49,8 +50,26 @@ def main() -> None:
     # SIGTERM / SIGHUP raise an exception, so atomic_output removes its temporary file and
     # listen ends like on Ctrl-C.
     with graceful_signals(), one_line_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        app()
+        sys.exit(_run_app())
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _run_app() -> int:
+    """Run the app; a wrong option or value is one line on stderr (exit 2), not a usage box.
+
+    Click's exceptions (vendored inside typer from 0.2x, a dependency before) are recognised
+    by what they offer, ``format_message`` and ``exit_code``, so either typer works.
+    """
+    try:
+        result = app(standalone_mode=False)
+    except typer.Abort:
+        return 130
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 0  # `edge-asc` alone: the help was shown
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"edge-asc: error: {one_line(exc.format_message())}{hint}", err=True)
+        return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
+    return result if isinstance(result, int) else 0

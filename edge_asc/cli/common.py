@@ -77,6 +77,30 @@ def kinds_option(features: str | None) -> tuple[str, ...] | None:
         raise UserError(str(exc)) from None
 
 
+def max_threads() -> int:
+    """Most interpreter threads accepted: the CPU count's order of magnitude (at least 64)."""
+    import os
+
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
+def check_numbers(
+    threads: int | None = None,
+    window: float | None = None,
+    duration: float | None = None,
+    duration_option: str = "--duration",
+) -> None:
+    """Refuse option values that would only fail later, and less clearly."""
+    import math
+
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise UserError(f"--threads must be from 1 to {max_threads()}, got {threads}")
+    if window is not None and not (math.isfinite(window) and 0 < window <= 3600):
+        raise UserError(f"--window must be a number of seconds from 0 to 3600, got {window}")
+    if duration is not None and not (math.isfinite(duration) and duration >= 0):
+        raise UserError(f"{duration_option} must be a finite number of seconds, got {duration}")
+
+
 def check_fusion(fusion: str | None) -> None:
     """Refuse an unknown ``--fusion`` before anything is loaded."""
     if fusion is not None and fusion not in FUSION_RULES:

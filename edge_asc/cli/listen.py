@@ -20,6 +20,7 @@ from edge_asc.cli.common import (
     UserError,
     app,
     check_fusion,
+    check_numbers,
     kinds_option,
     open_bundle,
     user_errors,
@@ -127,6 +128,7 @@ def listen(
                     raise UserError("--sensor-id and --mqtt-ca need --mqtt (or [mqtt] url)")
                 settings = dataclasses.replace(settings, mqtt=base)
             check_fusion(settings.fusion)
+            check_numbers(settings.threads, settings.window, settings.duration)
             bundle = open_bundle(
                 Path(settings.model) if settings.model else None, settings.features
             )

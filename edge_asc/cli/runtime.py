@@ -22,6 +22,7 @@ from edge_asc.cli.common import (
     UserError,
     app,
     check_fusion,
+    check_numbers,
     decision_options,
     kinds_option,
     open_bundle,
@@ -68,6 +69,7 @@ def classify(
         if output_format not in ("table", "json", "csv"):
             raise UserError(f"unknown --format {output_format!r}; choose table, json or csv")
         check_fusion(fusion)
+        check_numbers(threads=threads, window=window)
         bundle = open_bundle(model, kinds_option(features), trusted_keys)
         kinds = tuple(bundle.models)
         decision = decision_options(bundle, quiet_dbfs, threshold)
@@ -182,6 +184,7 @@ def bench(
     from edge_asc.bench import format_report, run_bench
 
     with user_errors():
+        check_numbers(threads=threads, duration=seconds, duration_option="--seconds")
         bundle = open_bundle(model, kinds_option(features), trusted_keys)
         rate = next(iter(bundle.models.values())).features.sample_rate
         if not inputs:

@@ -1,0 +1,131 @@
+"""Spectrograms for the dashboard, with numpy only: live columns, and event PNG images.
+
+The live view needs a few dozen cheap columns a second, not the model's features: a Hann
+window, an ``rfft`` and 64 log-spaced bands, quantised to a byte. Event images are the same
+bands over a clip, coloured and written as PNG by hand (``zlib`` + ``struct``), so the device
+needs no image library.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import deque
+
+import numpy as np
+
+BANDS = 64
+"""Rows of every spectrogram the dashboard shows."""
+
+FLOOR_DB, CEIL_DB = -110.0, -20.0
+"""dB (of full scale, per band) mapped to 0 and 255."""
+
+_ANCHORS = np.array(  # a viridis-like ramp: dark blue, blue, green, yellow
+    [[13, 8, 35], [59, 28, 140], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=float
+)
+
+
+def band_matrix(n_fft: int, sample_rate: int, bands: int = BANDS) -> np.ndarray:
+    """``(bands, n_fft // 2 + 1)``: averages the power of each log-spaced band's bins."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = np.geomspace(50.0, sample_rate / 2, bands + 1)
+    matrix = np.zeros((bands, freqs.size), dtype=np.float32)
+    for b in range(bands):
+        inside = (freqs >= edges[b]) & (freqs < edges[b + 1])
+        if not inside.any():  # narrower than a bin: take the nearest one
+            inside = np.zeros(freqs.size, dtype=bool)
+            inside[int(np.argmin(np.abs(freqs - np.sqrt(edges[b] * edges[b + 1]))))] = True
+        matrix[b, inside] = 1.0 / inside.sum()
+    return matrix
+
+
+def to_bytes(power: np.ndarray) -> np.ndarray:
+    """Band powers (full scale = 1) as 0..255 between :data:`FLOOR_DB` and :data:`CEIL_DB`."""
+    db = 10.0 * np.log10(np.maximum(power, 1e-14))
+    scaled = (db - FLOOR_DB) / (CEIL_DB - FLOOR_DB) * 255.0
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+class LiveSpectrogram:
+    """Columns of the audio a source hears, a few dozen a second, the newest ``keep`` held.
+
+    Parameters
+    ----------
+    sample_rate : int
+        The audio's rate.
+    columns_per_s : float
+        Columns a second.
+    keep : int
+        Columns held for a client that connects.
+    """
+
+    def __init__(self, sample_rate: int, columns_per_s: float = 20.0, keep: int = 300) -> None:
+        self.n_fft = 1024 if sample_rate >= 16000 else 512
+        self.hop = max(1, round(sample_rate / columns_per_s))
+        self.window = np.hanning(self.n_fft).astype(np.float32)
+        self.scale = 1.0 / float(self.window.sum()) ** 2 * 4.0  # full-scale sine: about 1
+        self.bands = band_matrix(self.n_fft, sample_rate)
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self.columns: deque[tuple[int, list[int]]] = deque(maxlen=keep)
+        self.count = 0  # columns made so far: the sequence number of the next
+
+    def push(self, block: np.ndarray) -> None:
+        """Add audio; make the columns it completes."""
+        buffer = np.concatenate([self._buffer, np.asarray(block, dtype=np.float32).ravel()])
+        starts = range(0, buffer.size - self.n_fft + 1, self.hop)
+        if len(starts):
+            frames = np.stack([buffer[s : s + self.n_fft] for s in starts]) * self.window
+            power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 * self.scale
+            for column in to_bytes(power @ self.bands.T):
+                self.columns.append((self.count, column.tolist()))
+                self.count += 1
+            buffer = buffer[starts[-1] + self.hop :]
+        if buffer.size > self.n_fft * 4:  # a huge block: keep its end only
+            buffer = buffer[-self.n_fft :]
+        self._buffer = buffer
+
+    def since(self, seq: int) -> list[tuple[int, list[int]]]:
+        """Columns with a sequence number from ``seq`` on."""
+        return [column for column in list(self.columns) if column[0] >= seq]
+
+
+def clip_image(audio: np.ndarray, sample_rate: int, max_width: int = 600) -> np.ndarray:
+    """``(BANDS, width)`` bytes of a clip's spectrogram, low frequencies at the bottom."""
+    audio = np.asarray(audio, dtype=np.float32).ravel()
+    n_fft = 1024 if sample_rate >= 16000 else 512
+    if audio.size < n_fft:
+        audio = np.pad(audio, (0, n_fft - audio.size))
+    hop = max(n_fft // 4, (audio.size - n_fft) // max(1, max_width - 1))
+    starts = np.arange(0, audio.size - n_fft + 1, hop)[:max_width]
+    window = np.hanning(n_fft).astype(np.float32)
+    frames = audio[starts[:, None] + np.arange(n_fft)] * window
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 * (4.0 / float(window.sum()) ** 2)
+    image = to_bytes(power @ band_matrix(n_fft, sample_rate).T).T
+    return image[::-1]
+
+
+def colour(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bytes as ``(H, W, 3)`` RGB bytes through a viridis-like ramp."""
+    x = image.astype(float) / 255.0 * (len(_ANCHORS) - 1)
+    grid = np.arange(len(_ANCHORS))
+    rgb = np.stack([np.interp(x, grid, _ANCHORS[:, c]) for c in range(3)], axis=-1)
+    return rgb.astype(np.uint8)
+
+
+def png(rgb: np.ndarray, scale: int = 2) -> bytes:
+    """An ``(H, W, 3)`` uint8 image as PNG bytes (rows repeated ``scale`` times)."""
+    rgb = np.repeat(np.ascontiguousarray(rgb, dtype=np.uint8), scale, axis=0)
+    height, width = rgb.shape[:2]
+    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), rgb.reshape(height, -1)], 1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )

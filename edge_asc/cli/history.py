@@ -47,6 +47,10 @@ def history_settings(
         web_options = dataclasses.replace(
             web_options, **{k: v for k, v in overrides.items() if v is not None}
         )
+    if web_options is not None:
+        from edge_asc.web import parse_web_address
+
+        parse_web_address(web_options.listen, web_options.token)  # fail before models load
     return dataclasses.replace(settings, events=options, web=web_options)
 
 

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from edge_asc.listen import Update
 
 
+PRUNE_EVERY_S = 600.0
+"""Seconds between two retention passes when the clip folder is under its limit."""
+
+
 @dataclass(frozen=True)
 class ClipSettings:
     """How clips are cut and kept.
@@ -105,6 +109,8 @@ class HistorySink(Sink):
         self._writer: threading.Thread | None = None
         self.clips_written = 0
         self.events_written = 0
+        self._clip_bytes = 0  # the clip folder's size as of the last prune plus clips since
+        self._pruned = 0.0  # time.monotonic() of the last prune
 
     def open(self) -> None:
         """Open (create, migrate) the database and the clip folder; start the clip writer."""
@@ -112,7 +118,10 @@ class HistorySink(Sink):
         self.store = EventStore(self.db)
         if self.clips.folder is not None:
             self.clips.folder.mkdir(parents=True, exist_ok=True)
-            prune(self.store, self.clips.folder, self.clips.retention)
+            self._clip_bytes = prune(self.store, self.clips.folder, self.clips.retention)[
+                "clip_bytes"
+            ]
+            self._pruned = time.monotonic()
             self._writer = threading.Thread(target=self._write_clips, name="edge-asc-clips")
             self._writer.daemon = True
             self._writer.start()
@@ -216,12 +225,21 @@ class HistorySink(Sink):
                 size = write_clip(folder, name, audio, self.sample_rate)
                 store.set_clip(event_id, name, size)
                 self.clips_written += 1
-                prune(store, folder, self.clips.retention)
+                self._clip_bytes += size
+                self._retain(store, folder)
             except Exception as exc:  # a full disk must not stop the sensor
                 print(
                     f"edge-asc: warning: clip of event {event_id} not written: {exc}",
                     file=sys.stderr,
                 )
+
+    def _retain(self, store: EventStore, folder: Path) -> None:
+        """Prune when the folder is over its limit, and every :data:`PRUNE_EVERY_S` anyway."""
+        limit = self.clips.retention.max_mb
+        over = limit is not None and self._clip_bytes > limit * 1e6
+        if over or time.monotonic() - self._pruned > PRUNE_EVERY_S:
+            self._clip_bytes = prune(store, folder, self.clips.retention)["clip_bytes"]
+            self._pruned = time.monotonic()
 
     def _summarise(self, update: Update) -> None:
         minute = int(update.t // 60)

@@ -145,7 +145,7 @@ class WebSink(Sink):
             live = self.spectrograms.get(source)
             if live is None:
                 live = self.spectrograms[source] = LiveSpectrogram(self.sample_rate)
-        live.push(block)
+            live.push(block, end_s)
 
     def update(self, update: Update) -> None:
         """Keep the newest scene and the running health figures of the update's source."""

@@ -149,6 +149,8 @@ def create_app(sink: WebSink) -> Any:
                     columns = {}
                     with sink.lock:
                         lives = dict(sink.spectrograms)
+                        for live in lives.values():
+                            live.refresh()
                     for name, live in lives.items():
                         new = live.since(sent.get(name, 0))
                         if new:

@@ -49,6 +49,10 @@ def to_bytes(power: np.ndarray) -> np.ndarray:
 class LiveSpectrogram:
     """Columns of the audio a source hears, a few dozen a second, the newest ``keep`` held.
 
+    The listener only copies its blocks into a small :class:`AudioRing` (microseconds); the
+    columns are computed on demand, in batches, when a dashboard client asks (:meth:`refresh`),
+    so a sensor nobody watches pays nothing for them.
+
     Parameters
     ----------
     sample_rate : int
@@ -60,29 +64,38 @@ class LiveSpectrogram:
     """
 
     def __init__(self, sample_rate: int, columns_per_s: float = 20.0, keep: int = 300) -> None:
+        from edge_asc.history.clips import AudioRing
+
+        self.sample_rate = int(sample_rate)
         self.n_fft = 1024 if sample_rate >= 16000 else 512
         self.hop = max(1, round(sample_rate / columns_per_s))
         self.window = np.hanning(self.n_fft).astype(np.float32)
         self.scale = 1.0 / float(self.window.sum()) ** 2 * 4.0  # full-scale sine: about 1
-        self.bands = band_matrix(self.n_fft, sample_rate)
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self.bands = band_matrix(self.n_fft, sample_rate).T.copy()
+        self.ring = AudioRing(4.0, sample_rate)
         self.columns: deque[tuple[int, list[int]]] = deque(maxlen=keep)
         self.count = 0  # columns made so far: the sequence number of the next
+        self._next_s: float | None = None  # stream time of the next column's first sample
 
-    def push(self, block: np.ndarray) -> None:
-        """Add audio; make the columns it completes."""
-        buffer = np.concatenate([self._buffer, np.asarray(block, dtype=np.float32).ravel()])
-        starts = range(0, buffer.size - self.n_fft + 1, self.hop)
-        if len(starts):
-            frames = np.stack([buffer[s : s + self.n_fft] for s in starts]) * self.window
-            power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 * self.scale
-            for column in to_bytes(power @ self.bands.T):
-                self.columns.append((self.count, column.tolist()))
-                self.count += 1
-            buffer = buffer[starts[-1] + self.hop :]
-        if buffer.size > self.n_fft * 4:  # a huge block: keep its end only
-            buffer = buffer[-self.n_fft :]
-        self._buffer = buffer
+    def push(self, block: np.ndarray, end_s: float) -> None:
+        """Keep a block (the caller holds the lock :meth:`refresh` is called under)."""
+        self.ring.push(block, end_s)
+
+    def refresh(self) -> None:
+        """Make the columns the audio heard since the last call completes."""
+        ring = self.ring
+        start = ring.start_s if self._next_s is None else max(self._next_s, ring.start_s)
+        audio = ring.span(start, ring.end_s)
+        n = 0 if audio.size < self.n_fft else 1 + (audio.size - self.n_fft) // self.hop
+        if n == 0:
+            self._next_s = start
+            return
+        index = np.arange(n)[:, None] * self.hop + np.arange(self.n_fft)
+        power = np.abs(np.fft.rfft(audio[index] * self.window, axis=1)) ** 2 * self.scale
+        for column in to_bytes(power @ self.bands).tolist():
+            self.columns.append((self.count, column))
+            self.count += 1
+        self._next_s = start + n * self.hop / self.sample_rate
 
     def since(self, seq: int) -> list[tuple[int, list[int]]]:
         """Columns with a sequence number from ``seq`` on."""

@@ -189,11 +189,11 @@ class Listener:
         was_paused = False
         for block in source.blocks():
             self.audio_s = source.audio_s
-            if self.audio_tap is not None:
-                self.audio_tap(source.name, block, self.audio_s)
             if self.paused is not None and self.paused.is_set():
                 was_paused = True
                 continue
+            if self.audio_tap is not None:  # never while paused: that audio is not kept
+                self.audio_tap(source.name, block, self.audio_s)
             if was_paused:  # the audio has a gap: start the spectrograms and label afresh
                 self.engine.reset()
                 self.tracker.reset()

@@ -103,6 +103,8 @@ def test_ring_keeps_only_the_last_seconds_by_stream_time() -> None:
     assert ring.span(10.0, 12.0).size == 0
     ring.push(np.arange(500, dtype=np.float32), 15.0)  # bigger than the ring
     np.testing.assert_array_equal(ring.span(13.0, 15.0), np.arange(300, 500))
+    ring.push(np.ones(50, dtype=np.float32), 20.0)  # after a gap (paused): only the new audio
+    assert ring.start_s == 19.5 and ring.span(0, 20).tolist() == [1.0] * 50
 
 
 # --- retention on real clips -----------------------------------------------------------------

@@ -81,6 +81,8 @@ class AudioRing:
     def push(self, block: np.ndarray, end_s: float) -> None:
         """Add a block whose last sample ends at ``end_s`` seconds of stream time."""
         block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if self._total and end_s - block.size / self.sample_rate - self._end_s > 0.01:
+            self._total = 0  # a gap (listening was paused): what came before is not adjacent
         size = self._data.size
         if block.size >= size:
             block = block[-size:]

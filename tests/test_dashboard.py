@@ -199,6 +199,8 @@ def test_api_over_real_http(rain_listen: tuple[str, Path], rain_label: str) -> N
             line = stream.readline().decode()
         message = json.loads(line[6:])
     assert message["state"]["sources"] and message["columns"]
+    assert message["state"]["clients"] == 1
+    _wait(lambda: json.loads(_get(base + "/api/state")[2])["clients"] == 0, 5, "a gone client")
     (columns,) = message["columns"].values()
     assert all(len(c) == 64 and 0 <= min(c) and max(c) <= 255 for c in columns)
 
@@ -260,6 +262,11 @@ for (let i = 0; i < d.length; i += 4) seen.add(d[i] * 65536 + d[i + 1] * 256 + d
 return seen.size;
 """
 
+_IMAGE_WIDTH = """
+const i = document.querySelector('tr.event img');
+return i && i.complete ? i.naturalWidth : 0;
+"""
+
 _AUDIO = """
 const a = document.querySelector('tr.event audio');
 return a ? [a.readyState, isFinite(a.duration) ? a.duration : 0] : null;
@@ -284,8 +291,8 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser, rain_label: str) -
             "the clip to load",
         )
         assert ready >= 1 and duration > 4
-        assert browser.execute_script(
-            "const i = document.querySelector('tr.event img'); return i.complete && i.naturalWidth"
+        _wait(
+            lambda: browser.execute_script(_IMAGE_WIDTH) > 50, 10, "the event's spectrogram image"
         )
         health = browser.find_element(By.ID, "health").text
         assert "real-time factor" in health and "dropped" in health and "default" in health

@@ -24,6 +24,16 @@ file. ``deploy/jetson/edge-asc.toml`` is the documented example::
 
     [metrics]
     listen = "0.0.0.0:9108"
+
+    [events]
+    db = "/var/lib/edge-asc/events.db"      # clips go to events-clips/ beside it
+    no_clips_for = ["speech", "unknown"]    # privacy: these labels' audio is never written
+    max_mb = 500                            # also: clips, pre_roll, post_roll, max_clip,
+                                            # max_age_days, keep_last
+
+    [web]
+    listen = "127.0.0.1:8080"               # beyond localhost only with a token
+    token = "long-random-string"
 """
 
 from __future__ import annotations
@@ -68,6 +78,29 @@ class MqttOptions:
 
 
 @dataclass(frozen=True)
+class EventsOptions:
+    """The ``[events]`` table (see :mod:`edge_asc.sinks.history`)."""
+
+    db: str
+    clips: str | None = None  # default: "<db stem>-clips" beside the database
+    pre_roll: float = 2.0
+    post_roll: float = 2.0
+    max_clip: float = 30.0
+    max_age_days: float = 30.0
+    max_mb: float = 500.0
+    keep_last: int = 3
+    no_clips_for: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """The ``[web]`` table (see :mod:`edge_asc.web`)."""
+
+    listen: str = "127.0.0.1:8080"
+    token: str | None = None
+
+
+@dataclass(frozen=True)
 class ListenSettings:
     """Everything ``listen`` takes, from the config file and the command line."""
 
@@ -88,6 +121,8 @@ class ListenSettings:
     mqtt: MqttOptions | None = None
     metrics: str | None = None
     trusted_keys: tuple[str, ...] = ()
+    events: EventsOptions | None = None
+    web: WebOptions | None = None
 
 
 def _check(where: str, key: str, value: Any, kind: str) -> Any:
@@ -111,6 +146,10 @@ def _check(where: str, key: str, value: Any, kind: str) -> Any:
         "dbfs": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and -200 <= v <= 0,
         "score": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
         "strings": lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
+        "number": lambda v: (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        ),
+        "count0": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**6,
     }
     expected = {
         "str": "a non-empty string",
@@ -121,6 +160,8 @@ def _check(where: str, key: str, value: Any, kind: str) -> Any:
         "dbfs": "a level in dBFS from -200 to 0",
         "score": "a score from 0 to 1",
         "strings": "a list of strings",
+        "number": "a number above 0",
+        "count0": "a whole number, 0 or more",
     }
     if not checks[kind](value):
         raise ConfigError(f"{where}: {key} must be {expected[kind]}, got {value!r}")
@@ -145,8 +186,22 @@ _TOP = {
     "mqtt": "table",
     "metrics": "table",
     "trusted_keys": "strings",
+    "events": "table",
+    "web": "table",
 }
 _SOURCE = {"name": "str", "input": "str", "device": "str"}
+_EVENTS = {
+    "db": "str",
+    "clips": "str",
+    "pre_roll": "seconds0",
+    "post_roll": "seconds0",
+    "max_clip": "seconds",
+    "max_age_days": "number",
+    "max_mb": "number",
+    "keep_last": "count0",
+    "no_clips_for": "strings",
+}
+_WEB = {"listen": "str", "token": "str"}
 _MQTT = {
     "url": "str",
     "prefix": "str",
@@ -218,6 +273,17 @@ def _table(where: str, key: str, value: dict[str, Any]) -> Any:
         if "listen" not in value:
             raise ConfigError(f'{where}: [metrics] needs listen = "[HOST:]PORT"')
         return _check(where, "metrics.listen", str(value["listen"]), "str")
+    if key in ("events", "web"):
+        known = _EVENTS if key == "events" else _WEB
+        _unknown(where, value, known, f"{key}.")
+        if key == "events" and "db" not in value:
+            raise ConfigError(f'{where}: [events] needs db = "PATH.db"')
+        if key == "web" and "listen" in value:
+            value = {**value, "listen": str(value["listen"])}
+        options = {k: _check(where, f"{key}.{k}", v, known[k]) for k, v in value.items()}
+        if "no_clips_for" in options:
+            options["no_clips_for"] = tuple(options["no_clips_for"])
+        return (EventsOptions if key == "events" else WebOptions)(**options)
     _unknown(where, value, _MQTT, "mqtt.")
     if "url" not in value:
         raise ConfigError(f'{where}: [mqtt] needs url = "mqtt://HOST[:PORT]"')

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,9 @@ class Listener:
         self.updates = 0
         self.last: Update | None = None
         self.paused: threading.Event | None = None  # set: audio is discarded, not classified
+        # Called with (source name, mono block at the model's rate, audio_s at its end) for
+        # every block heard: how the event clips and the dashboard's spectrogram get audio.
+        self.audio_tap: Callable[[str, Any, float], None] | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -189,6 +192,8 @@ class Listener:
             if self.paused is not None and self.paused.is_set():
                 was_paused = True
                 continue
+            if self.audio_tap is not None:  # never while paused: that audio is not kept
+                self.audio_tap(source.name, block, self.audio_s)
             if was_paused:  # the audio has a gap: start the spectrograms and label afresh
                 self.engine.reset()
                 self.tracker.reset()

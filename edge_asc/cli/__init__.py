@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from edge_asc import __version__
-from edge_asc.cli import listen, offline, runtime  # noqa: F401  (registers the commands)
+from edge_asc.cli import history, listen, offline, runtime  # noqa: F401  (registers the commands)
 from edge_asc.cli.common import EXIT_USAGE, UserError, app, default_model, fail
 from edge_asc.errors import one_line
 

@@ -25,6 +25,7 @@ from edge_asc.cli.common import (
     open_bundle,
     user_errors,
 )
+from edge_asc.cli.history import history_outputs, history_settings
 
 
 @app.command()
@@ -74,6 +75,18 @@ def listen(
     realtime: Annotated[
         bool, typer.Option("--realtime", help="With a file --input: replay at real speed.")
     ] = False,
+    events: Annotated[
+        Path | None, typer.Option(help="Keep the event history (and clips) in this SQLite file.")
+    ] = None,
+    no_clips_for: Annotated[
+        str | None, typer.Option(help="Comma-separated labels whose audio is never stored.")
+    ] = None,
+    web: Annotated[
+        str | None, typer.Option(help="Serve the dashboard at [HOST:]PORT (127.0.0.1 default).")
+    ] = None,
+    web_token: Annotated[
+        str | None, typer.Option(help="Token the dashboard asks for (needed beyond localhost).")
+    ] = None,
     threads: ThreadsOption = None,
     backend: BackendOption = "auto",
     trusted_keys: TrustedKeysOption = None,
@@ -127,6 +140,7 @@ def listen(
                 if not base.url:
                     raise UserError("--sensor-id and --mqtt-ca need --mqtt (or [mqtt] url)")
                 settings = dataclasses.replace(settings, mqtt=base)
+            settings = history_settings(settings, events, no_clips_for, web, web_token)
             check_fusion(settings.fusion)
             check_numbers(settings.threads, settings.window, settings.duration)
             bundle = open_bundle(
@@ -219,6 +233,7 @@ def _open_outputs(sinks, sensor, bundle, mqtt_sink, settings) -> None:
                 queue_depth=sensor.queue_depths,
             )
         )
+    sinks.extend(history_outputs(settings, sensor, bundle))
     if not settings.jsonl and len(sensor.sources) == 1 and mqtt_sink is None:
         first = sensor.sources[0]
         sinks.append(LiveViewSink(first.name, sensor.listeners[0].engine.first_patch_seconds))

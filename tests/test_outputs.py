@@ -315,3 +315,21 @@ def test_a_stream_gives_the_file_label_and_reconnects(ffmpeg_server, long_clip: 
     assert updates[-1]["audio_s"] > 6.0  # audio from the second connection too
     starts = [json.loads(line) for line in out.splitlines() if '"start"' in line]
     assert starts and starts[0]["label"] == "rain"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_listen_stops_on_sigterm_and_sighup_like_on_ctrl_c(long_clip: Path, signum) -> None:
+    """How systemd stops it: the summary is printed, open events end, and the exit is 0."""
+    listen = _listen("--input", str(long_clip), "--realtime", "--jsonl")
+    try:
+        assert listen.stdout is not None
+        first = listen.stdout.readline()  # an update has been written: it is running
+        assert '"decision"' in first
+        listen.send_signal(signum)
+        out, err = listen.communicate(timeout=30)
+    finally:
+        if listen.poll() is None:
+            os.killpg(listen.pid, signal.SIGKILL)
+    assert listen.returncode == 0, err
+    assert "heard" in err and "updates" in err and "Traceback" not in err
+    assert '"event": "end"' in out  # the open event was ended and written

@@ -125,6 +125,27 @@ class ListenSettings:
     web: WebOptions | None = None
 
 
+def parse_address(
+    text: str, option: str, error: type[EdgeAscError] = ConfigError
+) -> tuple[str, int]:
+    """``[HOST:]PORT`` as ``(host, port)``; the host is 127.0.0.1 unless given.
+
+    Raises
+    ------
+    EdgeAscError
+        ``error`` (a :class:`ConfigError` by default), one line naming ``option``, when the
+        text is no address.
+    """
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise error(f"{option}: expected [HOST:]PORT, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise error(f"{option}: port must be 0 to 65535, got {number}")
+    return (host.strip("[]") or "127.0.0.1"), number
+
+
 def _check(where: str, key: str, value: Any, kind: str) -> Any:
     """``value`` if it has the type ``kind`` names, else a one-line :class:`ConfigError`."""
     checks = {

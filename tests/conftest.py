@@ -140,3 +140,18 @@ def tiny_bundle(tiny_run: Path) -> Path:
             verbose=False,
         )
     return out
+
+
+def concat_audio(path: Path, parts: list[Path | float]) -> Path:
+    """Real clips (paths) and seconds of silence (floats), one after the other, as one file."""
+    import soundfile as sf
+
+    audio, rate = [], 22050
+    for part in parts:
+        if isinstance(part, Path):
+            data, rate = sf.read(part, dtype="float32")
+            audio.append(data)
+        else:
+            audio.append(np.zeros(round(part * rate), dtype=np.float32))
+    sf.write(path, np.concatenate(audio), rate)
+    return path

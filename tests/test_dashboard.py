@@ -23,9 +23,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
+from conftest import concat_audio
 
 from edge_asc.bundle import load_bundle
 from edge_asc.classify import classify_file
@@ -66,18 +66,6 @@ def _wait(check, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _scene(path: Path, parts: list[Path | float]) -> Path:
-    audio, rate = [], 22050
-    for part in parts:
-        if isinstance(part, Path):
-            data, rate = sf.read(part, dtype="float32")
-            audio.append(data)
-        else:
-            audio.append(np.zeros(round(part * rate), dtype=np.float32))
-    sf.write(path, np.concatenate(audio), rate)
-    return path
-
-
 @pytest.fixture(scope="module")
 def rain_label() -> str:
     """What ``edge-asc classify`` says about the rain clip (the page must show the same)."""
@@ -85,7 +73,7 @@ def rain_label() -> str:
 
 
 def _listen(tmp_path: Path, parts: list[Path | float], *extra: str) -> Iterator[tuple[str, Path]]:
-    audio = _scene(tmp_path / "scene.flac", parts)
+    audio = concat_audio(tmp_path / "scene.flac", parts)
     port, db = _free_port(), tmp_path / "events.db"
     log = open(tmp_path / "stderr.txt", "w")
     proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import concat_audio
 from typer.testing import CliRunner
 
 from edge_asc.bundle import load_bundle
@@ -37,19 +38,6 @@ EXAMPLES = REPO / "examples"
 RAIN = EXAMPLES / "1-17367-A-10.flac"
 FIRE = EXAMPLES / "1-17808-A-12.flac"
 runner = CliRunner()
-
-
-def _concat(path: Path, parts: list[Path | float]) -> Path:
-    """Real clips (paths) and seconds of silence (floats), one after the other, as FLAC."""
-    audio, rate = [], 22050
-    for part in parts:
-        if isinstance(part, Path):
-            data, rate = sf.read(part, dtype="float32")
-            audio.append(data)
-        else:
-            audio.append(np.zeros(round(part * rate), dtype=np.float32))
-    sf.write(path, np.concatenate(audio), rate)
-    return path
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -168,7 +156,7 @@ def test_retention_by_age_and_disk_oldest_first_keeping_the_last_of_each_label(t
 
 
 def test_listen_writes_events_and_clips_but_never_the_private_label(tmp_path: Path) -> None:
-    audio = _concat(tmp_path / "scene.flac", [RAIN, 3.0, FIRE, 3.0])
+    audio = concat_audio(tmp_path / "scene.flac", [RAIN, 3.0, FIRE, 3.0])
     bundle = load_bundle(default_model())
     listener = Listener(bundle, max_not_heard_s=1.0)
     settings = ClipSettings(
@@ -283,7 +271,7 @@ def test_sigkill_while_writing_keeps_every_ended_event(tmp_path: Path, after: in
 
 
 def test_sigkill_of_a_real_listen_keeps_the_event_that_had_ended(tmp_path: Path) -> None:
-    audio = _concat(tmp_path / "scene.flac", [RAIN, 3.0, RAIN, 30.0])
+    audio = concat_audio(tmp_path / "scene.flac", [RAIN, 3.0, RAIN, 30.0])
     db = tmp_path / "events.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_asc", "listen", "--input", str(audio), "--realtime",

@@ -216,13 +216,14 @@ def _sinks(bundle, settings, n_sources: int):
 
 def _open_outputs(sinks, sensor, bundle, mqtt_sink, settings) -> None:
     """Complete and open the outputs once the sources are known (names, queues)."""
+    from edge_asc.config import parse_address
     from edge_asc.sinks import LiveViewSink
-    from edge_asc.sinks.metrics import MetricsSink, parse_listen_address
+    from edge_asc.sinks.metrics import MetricsSink
 
     if mqtt_sink is not None:
         mqtt_sink.sources = sensor.source_names
     if settings.metrics is not None:
-        host, port = parse_listen_address(settings.metrics)
+        host, port = parse_address(settings.metrics, "--metrics")
         sinks.append(
             MetricsSink(
                 host,

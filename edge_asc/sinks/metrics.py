@@ -29,18 +29,6 @@ class MetricsError(EdgeAscError):
     """A metrics endpoint that cannot be served; one line."""
 
 
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` as ``(host, port)``; the host is 127.0.0.1 unless given."""
-    host, _, port = text.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise MetricsError(f"expected [HOST:]PORT, got {text!r}") from None
-    if not 0 <= number <= 65535:
-        raise MetricsError(f"port must be 0 to 65535, got {number}")
-    return (host.strip("[]") or "127.0.0.1"), number
-
-
 class MetricsSink(Sink):
     """Serve Prometheus metrics at ``http://HOST:PORT/metrics``.
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_asc.config import parse_address
 from edge_asc.errors import EdgeAscError
 from edge_asc.sinks.base import Sink
 from edge_asc.web.spectrogram import LiveSpectrogram
@@ -49,14 +50,7 @@ def parse_web_address(text: str, token: str | None = None) -> tuple[str, int]:
     WebError
         A bad address, or one beyond localhost without a token.
     """
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise WebError(f"--web: expected [HOST:]PORT, got {text!r}") from None
-    if not 0 <= number <= 65535:
-        raise WebError(f"--web: port must be 0 to 65535, got {number}")
+    host, number = parse_address(text, "--web", WebError)
     if not is_local(host) and not token:
         raise WebError(
             f"--web {text}: refusing to serve the dashboard beyond localhost without a token "

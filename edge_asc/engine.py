@@ -111,6 +111,7 @@ class _Spectrogram:
         frames: int,
         hop: int,
         model_kwargs: dict,
+        level_hop: int,
         shared: _Spectrogram | None = None,
     ) -> None:
         self.member = member
@@ -126,7 +127,7 @@ class _Spectrogram:
             verify_member(member, **{copy: self.model})
         self.cutter = PatchCutter(features.n_bins, frames, hop)
         self.seconds_per_frame = features.hop_length / features.sample_rate
-        self.hops_per_frame = 1  # frames per level hop; set by the engine
+        self.hops_per_frame = features.hop_length // level_hop  # level hops per frame
         frame_timing = timing(member.kind, features)
         self._frame_hop, self._lookahead = frame_timing.hop, frame_timing.lookahead
 
@@ -197,12 +198,14 @@ class StreamingClassifier:
         model_kwargs = {"backend": backend, "threads": threads}
         if share_models is not None and share_models.kinds != tuple(members):
             raise EngineError("engines can share models only for the same spectrograms")
+        level_hop = math.gcd(*(m.features.hop_length for m in members.values()))
         self._spectrograms = {
             kind: _Spectrogram(
                 member,
                 frames,
                 hop,
                 model_kwargs,
+                level_hop,
                 share_models._spectrograms[kind] if share_models is not None else None,
             )
             for kind, member in members.items()
@@ -211,9 +214,6 @@ class StreamingClassifier:
         self._groups: dict[FeatureConfig, list[str]] = {}
         for kind, member in members.items():
             self._groups.setdefault(member.features, []).append(kind)
-        level_hop = math.gcd(*(m.features.hop_length for m in members.values()))
-        for spectrogram in self._spectrograms.values():
-            spectrogram.hops_per_frame = spectrogram.member.features.hop_length // level_hop
         self._levels = _LevelTrack(level_hop)
         self.reset()
         workers = min(len(self._spectrograms), os.cpu_count() or 1)

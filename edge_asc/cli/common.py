@@ -173,9 +173,17 @@ MaxNotHeardOption = Annotated[
 
 
 def decision_options(
-    bundle: Bundle, quiet_dbfs: float | None, threshold: str | None
+    bundle: Bundle,
+    quiet_dbfs: float | None,
+    threshold: str | None,
+    default: float | None = None,
+    per_label: dict[str, float] | None = None,
 ) -> OpenSetDecision:
-    """The open-set decision from the bundle's defaults and the command's options."""
+    """The open-set decision from the documented defaults, a config file and the options.
+
+    ``default`` and ``per_label`` come from a config file; a ``--threshold`` option (one
+    number, or ``dog=0.7,rain=0.4``) replaces both.
+    """
     from edge_asc.decision import (
         DEFAULT_QUIET_DBFS,
         DEFAULT_THRESHOLD,
@@ -183,15 +191,17 @@ def decision_options(
         parse_thresholds,
     )
 
-    default, per_label = DEFAULT_THRESHOLD, {}
+    value = DEFAULT_THRESHOLD if default is None else default
+    labels = dict(per_label or {})
     if threshold is not None:
+        value, labels = DEFAULT_THRESHOLD, {}
         try:
-            default = float(threshold)
+            value = float(threshold)
         except ValueError:
-            per_label = parse_thresholds(threshold)
+            labels = parse_thresholds(threshold)
     return OpenSetDecision(
         bundle.labels,
         quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,
-        threshold=default,
-        per_label=per_label,
+        threshold=value,
+        per_label=labels,
     )

@@ -21,6 +21,7 @@ from edge_asc.cli.common import (
     app,
     check_fusion,
     check_numbers,
+    decision_options,
     kinds_option,
     open_bundle,
     user_errors,
@@ -146,7 +147,9 @@ def listen(
             bundle = open_bundle(
                 Path(settings.model) if settings.model else None, settings.features
             )
-            decision = _decision(bundle, settings, threshold)
+            decision = decision_options(
+                bundle, settings.quiet_dbfs, threshold, settings.threshold, settings.thresholds
+            )
             sinks, mqtt_sink = _sinks(bundle, settings, len(settings.sources or [None]))
             sensor = Sensor(bundle, settings, decision, mqtt_sink.paused if mqtt_sink else None)
             _open_outputs(sinks, sensor, bundle, mqtt_sink, settings)
@@ -172,22 +175,6 @@ def listen(
             mqtt_note = f", MQTT {mqtt_sink.published} sent, {mqtt_sink.unsent} unsent"
         for line in sensor.summaries():
             typer.echo(line + mqtt_note, err=True)
-
-
-def _decision(bundle, settings, threshold: str | None):
-    from edge_asc.cli.common import decision_options
-
-    decision = decision_options(bundle, settings.quiet_dbfs, threshold)
-    if threshold is None and (settings.threshold is not None or settings.thresholds):
-        from edge_asc.decision import OpenSetDecision
-
-        decision = OpenSetDecision(
-            bundle.labels,
-            quiet_dbfs=decision.quiet_dbfs,
-            threshold=decision.threshold if settings.threshold is None else settings.threshold,
-            per_label=settings.thresholds,
-        )
-    return decision
 
 
 def _sinks(bundle, settings, n_sources: int):

@@ -8,7 +8,7 @@ file. ``deploy/jetson/edge-asc.toml`` is the documented example::
     features = ["logmel", "cqt"]
     window = 3.0
     quiet_dbfs = -50.0
-    threshold = 0.5
+    threshold = 0.5                          # default: the bundle's fitted thresholds
     jsonl = true
 
     [thresholds]

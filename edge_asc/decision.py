@@ -3,8 +3,13 @@
 Always-on tools that people deploy gate on loudness first, then on per-label score thresholds
 (Frigate's audio events, BirdNET-Pi). The same here: below ``quiet_dbfs`` (and for digital
 silence, always) the answer is ``quiet``; otherwise the steady label is reported only when its
-fused window score reaches that label's threshold, else ``unknown``. Thresholds come from the
-bundle when it stores fitted ones, and may be overridden per label by the user.
+fused window score reaches that label's threshold, else ``unknown``. A model may also have a
+class named ``unknown`` of its own, trained on non-target recordings (a background class):
+when it is the steady label, the answer is ``unknown`` whatever its score.
+
+Thresholds: the bundle's fitted ones (``open_set`` in its manifest), else
+:data:`DEFAULT_THRESHOLD`; a configuration file or ``--threshold`` overrides them, a single
+number for every label or ``label=score`` for single labels.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ DEFAULT_QUIET_DBFS = -50.0
 """Level gate: RMS below this many dB full scale is ``quiet``."""
 
 DEFAULT_THRESHOLD = 0.5
-"""Fused window score a label needs when the bundle stores no fitted threshold."""
+"""Fused window score a label needs when the bundle stores no fitted threshold (bundles made
+before thresholds were stored, or exported without ``--open-set``)."""
 
 
 class DecisionError(EdgeAscError):
@@ -76,6 +82,8 @@ class OpenSetDecision:
         """``label``, ``unknown`` or ``quiet`` for a steady label, its score and the level."""
         if not level_dbfs > self.quiet_dbfs:  # -inf (digital silence) and NaN included
             return QUIET
+        if label == UNKNOWN:  # the model's own background class
+            return UNKNOWN
         return label if score >= self.threshold_of(label) else UNKNOWN
 
 

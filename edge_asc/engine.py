@@ -143,6 +143,26 @@ class _Spectrogram:
             return self.model.predict(normalised)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def model_threads(n_models: int, parallel: bool = True) -> int:
+    """Interpreter threads per model so that the cores are used without contention.
+
+    The engine runs different spectrograms' models at once on its own worker threads; each
+    interpreter (TFLite or ONNX Runtime) then gets its share of the cores, not all of them
+    (oversubscribed thread pools spin against each other: measured slower end to end).
+    """
+    cores = available_cores()
+    running = min(n_models, cores) if parallel else 1
+    return max(1, cores // max(1, running))
+
+
 class StreamingClassifier:
     """Incremental patch inference for the spectrograms of a model bundle.
 
@@ -153,7 +173,8 @@ class StreamingClassifier:
     kinds : sequence of str, optional
         Spectrograms to use (all of the bundle's by default).
     threads : int, optional
-        Interpreter threads per model.
+        Interpreter threads per model; by default the cores shared out among the models
+        that run at once (:func:`model_threads`).
     patch_hop : int, optional
         Frames between patch starts; the patch width (non-overlapping, as in training) by
         default. A smaller hop gives more frequent updates for the same models.
@@ -195,6 +216,8 @@ class StreamingClassifier:
             raise EngineError(f"the chosen spectrograms use different sample rates: {rates}")
         self.sample_rate: int = rates.pop()
         self.kinds: tuple[str, ...] = tuple(members)
+        if threads is None:
+            threads = model_threads(len(members), parallel)
         model_kwargs = {"backend": backend, "threads": threads}
         if share_models is not None and share_models.kinds != tuple(members):
             raise EngineError("engines can share models only for the same spectrograms")
@@ -216,7 +239,7 @@ class StreamingClassifier:
             self._groups.setdefault(member.features, []).append(kind)
         self._levels = _LevelTrack(level_hop)
         self.reset()
-        workers = min(len(self._spectrograms), os.cpu_count() or 1)
+        workers = min(len(self._spectrograms), available_cores())
         self._pool = ThreadPoolExecutor(workers) if parallel and workers > 1 else None
 
     def reset(self) -> None:

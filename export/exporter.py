@@ -25,11 +25,13 @@ from edge_asc.bundle import (
     Manifest,
     Member,
     ModelSpec,
+    OpenSet,
     Patch,
     Spectrogram,
     reference_outputs,
     write_bundle,
 )
+from edge_asc.bundle.common import SchemaViolation
 from edge_asc.errors import EdgeAscError
 from edge_asc.export.convert import QUANTIZATIONS, export_graph, to_tflite
 from edge_asc.export.onnx_graph import to_onnx
@@ -102,6 +104,7 @@ def export_run(
     verbose: bool = True,
     onnx: bool = True,
     sign: Path | None = None,
+    open_set: Path | None = None,
 ) -> dict[str, dict[str, ModeResult]]:
     """Convert a run's models into one bundle and measure every quantization mode.
 
@@ -131,6 +134,10 @@ def export_run(
         device can check that the copy it runs computes what export measured.
     sign : Path, optional
         An Ed25519 private key (PEM) to sign the bundle with.
+    open_set : Path, optional
+        JSON with the fitted thresholds of the ``unknown`` answer (``threshold``, and
+        optionally ``per_label``, ``method``, ``fitted``), as ``benchmarks/bench_open_set.py``
+        writes it; stored in the manifest. Without it the runtime uses the documented default.
 
     Returns
     -------
@@ -153,6 +160,7 @@ def export_run(
         raise ExportError(
             f"run {run_dir} has no {', '.join(missing)} model (it has: {', '.join(spec.kinds)})"
         )
+    fitted = _open_set(open_set, spec.labels) if open_set is not None else None
     modes = list(dict.fromkeys([*(measure or QUANTIZATIONS), quantize]))
     cache = FeatureCache(cache_dir or default_cache_dir(), spec.features)
     clips = json.loads((run_dir / "validation.json").read_text())
@@ -248,12 +256,27 @@ def export_run(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(),
         },
+        open_set=fitted,
     )
     write_bundle(out, manifest, members, signing_key=sign)
     if verbose:
         print(format_table(table, quantize))
         print(f"wrote {out}")
     return table
+
+
+def _open_set(path: Path, labels: Sequence[str]) -> OpenSet:
+    """The fitted thresholds in ``path``, checked as the loader will check them."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ExportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ExportError(f"{path} is not JSON: {exc}") from None
+    try:
+        return OpenSet.from_dict(data, labels)
+    except SchemaViolation as exc:
+        raise ExportError(f"{path}: {exc}") from None
 
 
 def _measure(

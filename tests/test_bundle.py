@@ -21,6 +21,7 @@ from edge_asc.bundle import (
     SCHEMA_VERSION,
     Bundle,
     BundleError,
+    OpenSet,
     format_info,
     load_bundle,
     write_bundle,
@@ -309,11 +310,11 @@ def test_refuses_missing_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("version", "fragments"),
     [
-        (3, ("schema version 3", "reads version 1 or 2", "upgrade edge-asc")),
-        (0, ("schema version 0", "reads version 1 or 2", "re-export")),
-        ("1", ("schema version '1'", "reads version 1 or 2")),
-        (True, ("schema version True", "reads version 1 or 2")),
-        (None, ("schema version None", "reads version 1 or 2")),
+        (4, ("schema version 4", "reads version 1, 2 or 3", "upgrade edge-asc")),
+        (0, ("schema version 0", "reads version 1, 2 or 3", "re-export")),
+        ("1", ("schema version '1'", "reads version 1, 2 or 3")),
+        (True, ("schema version True", "reads version 1, 2 or 3")),
+        (None, ("schema version None", "reads version 1, 2 or 3")),
     ],
 )
 def test_refuses_other_schema_versions(
@@ -322,6 +323,41 @@ def test_refuses_other_schema_versions(
     manifest = _filled(_manifest(), MEMBERS)
     manifest["schema_version"] = version
     _refused(_raw_bundle(tmp_path / "v.easc", manifest), *fragments)
+
+
+def test_fitted_thresholds_round_trip_and_are_checked(tmp_path: Path) -> None:
+    manifest = _manifest()
+    manifest["open_set"] = {
+        "threshold": 0.4,
+        "per_label": {"dog": 0.7},
+        "method": "background class + threshold",
+        "fitted": {"held_out_clips": 529},
+    }
+    path = tmp_path / "fitted.easc"
+    write_bundle(path, manifest, MEMBERS)
+    spec = load_bundle(path).spec
+    assert spec is not None and spec.open_set == OpenSet(
+        0.4, {"dog": 0.7}, "background class + threshold", {"held_out_clips": 529}
+    )
+    assert load_bundle(good_path(tmp_path)).spec.open_set is None  # type: ignore[union-attr]
+    for bad, fragment in [
+        ({"threshold": 1.5}, "between 0 and 1"),
+        ({"threshold": "high"}, "must be a number"),
+        ({"per_label": {"dog": 0.5}}, "must be a number"),  # no default threshold
+        ({"threshold": 0.5, "per_label": {"parrot": 0.5}}, "the bundle lacks"),
+        ({"threshold": 0.5, "margin": 1}, "unknown open_set field"),
+        ([0.5], "'open_set' must be an object"),
+    ]:
+        broken = _filled(_manifest(), MEMBERS)
+        broken["open_set"] = bad
+        _refused(_raw_bundle(tmp_path / "bad.easc", broken), fragment)
+
+
+def good_path(folder: Path) -> Path:
+    """A valid bundle without fitted thresholds (as every bundle before schema 3)."""
+    path = folder / "plain.easc"
+    write_bundle(path, _manifest(), MEMBERS)
+    return path
 
 
 @pytest.mark.parametrize(

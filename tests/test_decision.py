@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,9 +13,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from edge_asc.audio import load_audio
-from edge_asc.bundle import load_bundle
+from edge_asc.bundle import OpenSet, load_bundle
 from edge_asc.classify import classify_file
 from edge_asc.cli import app, default_model
+from edge_asc.cli.common import decision_options
 from edge_asc.decision import (
     DEFAULT_QUIET_DBFS,
     DEFAULT_THRESHOLD,
@@ -53,6 +55,28 @@ def test_level_gate_then_per_label_thresholds() -> None:
         OpenSetDecision(LABELS, per_label={"parrot": 0.5})
     with pytest.raises(DecisionError, match="between 0 and 1"):
         OpenSetDecision(LABELS, threshold=1.5)
+    background = OpenSetDecision(("dog", UNKNOWN), threshold=0.0)
+    assert background.decide(UNKNOWN, 0.99, -20.0) == UNKNOWN  # the model's own class
+    assert background.decide(UNKNOWN, 0.99, -70.0) == QUIET
+
+
+def test_bundle_thresholds_then_config_then_command_line() -> None:
+    """Each layer overrides the one before; a bundle's fitted thresholds are the start."""
+    shipped = load_bundle(default_model())
+    assert shipped.spec is not None
+    bundle = dataclasses.replace(
+        shipped, spec=dataclasses.replace(shipped.spec, open_set=OpenSet(0.3, {"dog": 0.8}))
+    )
+    fitted = decision_options(bundle, None, None)
+    assert (fitted.threshold_of("rain"), fitted.threshold_of("dog")) == (0.3, 0.8)
+    config = decision_options(bundle, -40.0, None, default=0.6, per_label={"rain": 0.7})
+    assert (config.threshold_of("dog"), config.threshold_of("rain")) == (0.6, 0.7)
+    assert config.quiet_dbfs == -40.0
+    one = decision_options(bundle, None, "0.9", default=0.6, per_label={"rain": 0.7})
+    assert one.threshold_of("dog") == one.threshold_of("rain") == 0.9
+    some = decision_options(bundle, None, "rain=0.2")
+    assert (some.threshold_of("rain"), some.threshold_of("dog")) == (0.2, 0.8)
+    assert some.threshold_of("sneezing") == 0.3
 
 
 def test_a_bundle_without_thresholds_uses_the_documented_defaults(tmp_path: Path) -> None:

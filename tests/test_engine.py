@@ -136,3 +136,13 @@ def test_listen_classify_and_bench_give_the_same_labels(engine, bundle, scene_ch
     assert [(round(t, 3), label) for t, label in last_per_span] == from_classify
     assert _changes(from_listen) == from_bench
     assert from_bench[0][1] == "rain" and from_bench[-1][1] == "sea_waves"
+
+
+def test_models_share_the_cores_without_oversubscribing(monkeypatch) -> None:
+    from edge_asc import engine
+
+    monkeypatch.setattr(engine, "available_cores", lambda: 2)
+    assert engine.model_threads(2) == 1  # two models at once: one core each
+    assert engine.model_threads(1) == 2
+    assert engine.model_threads(3) == 1
+    assert engine.model_threads(2, parallel=False) == 2  # one after the other: both cores

@@ -157,21 +157,38 @@ def test_bundle_stores_a_reference_both_copies_reproduce(bundle_path: Path) -> N
         verify_member(member, tflite, onnx)
 
 
-def test_export_signs_the_bundle(export_tiny_run, tmp_path: Path) -> None:
-    from edge_asc.bundle import generate_key_pair
+def test_export_signs_and_stores_fitted_thresholds(export_tiny_run, tmp_path: Path) -> None:
+    from edge_asc.bundle import OpenSet, generate_key_pair
+    from edge_asc.cli.common import decision_options
 
     key, public, fingerprint = generate_key_pair(tmp_path / "release.pem")
+    fitted = tmp_path / "open_set.json"
+    fitted.write_text(json.dumps({"threshold": 0.42, "per_label": {"dog": 0.6}, "method": "m"}))
     out = tmp_path / "signed.easc"
-    result = export_tiny_run(out, "float32", "--sign", str(key), "--features", "logmel")
+    result = export_tiny_run(
+        out, "float32", "--sign", str(key), "--features", "logmel", "--open-set", str(fitted)
+    )
     assert result.exit_code == 0, result.output
     bundle = load_bundle(out, trusted_keys=[public])
     assert bundle.signature is not None and bundle.signature.fingerprint == fingerprint
+    assert bundle.spec is not None
+    assert bundle.spec.open_set == OpenSet(0.42, {"dog": 0.6}, "m", {})
+    decision = decision_options(bundle, None, None)  # what classify and listen start from
+    assert decision.threshold_of("dog") == 0.6 and decision.threshold_of("rain") == 0.42
+    shown = CliRunner().invoke(app, ["info", str(out)])
+    assert "unknown threshold: 0.42 (fitted); per label: dog 0.6" in shown.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"threshold": 0.5, "per_label": {"parrot": 0.5}}))
+    refused = export_tiny_run(tmp_path / "no.easc", "float32", "--open-set", str(bad))
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "parrot" in refused.stderr and not (tmp_path / "no.easc").exists()
 
 
 def test_info_prints_the_manifest(bundle_path: Path) -> None:
     result = CliRunner().invoke(app, ["info", str(bundle_path)])
     assert result.exit_code == 0, result.output
-    for text in ("chainsaw", "logmel", "cqt", "dynamic", "MACs", "KiB"):
+    for text in ("chainsaw", "logmel", "cqt", "dynamic", "MACs", "KiB", "none fitted"):
         assert text in result.output
 
 

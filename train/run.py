@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_asc import __version__
+from edge_asc.decision import UNKNOWN as BACKGROUND_LABEL
 from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, NormStats, parse_kinds
 from edge_asc.files import atomic_output
@@ -143,10 +144,15 @@ def _spectrograms(cache: FeatureCache, kind: str, index: DatasetIndex, ids: Sequ
 
 
 def _patches(
-    cache: FeatureCache, kind: str, index: DatasetIndex, ids: Sequence[int], norm: NormStats
+    cache: FeatureCache,
+    kind: str,
+    index: DatasetIndex,
+    ids: Sequence[int],
+    norm: NormStats,
+    hop: int | None = None,
 ) -> PatchSet:
     labels = [index.label_index(index.clips[i]) for i in ids]
-    return assemble_patches(_spectrograms(cache, kind, index, ids), labels, norm)
+    return assemble_patches(_spectrograms(cache, kind, index, ids), labels, norm, hop=hop)
 
 
 def train_run(
@@ -259,7 +265,7 @@ def train_run(
         if chief:
             kind_dir.mkdir(exist_ok=True)
         norm = cache.norm_stats(kind, [index.clips[i].path for i in split.train])
-        train_set = _patches(cache, kind, index, split.train, norm)
+        train_set = _patches(cache, kind, index, split.train, norm, training.patch_hop)
         val_set = _patches(cache, kind, index, split.test, norm) if split.test else None
         if verbose:
             print(
@@ -274,6 +280,9 @@ def train_run(
             kind_dir,
             verbose=verbose,
             callbacks=callbacks,
+            background_class=(
+                index.labels.index(BACKGROUND_LABEL) if BACKGROUND_LABEL in index.labels else None
+            ),
         )
         if chief:
             write_json(kind_dir / "norm.json", norm.to_dict())

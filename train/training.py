@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from edge_asc.errors import EdgeAscError
+from edge_asc.train import augment
+from edge_asc.train.augment import Augmentation
 
 
 class TrainingInterrupted(EdgeAscError):
@@ -50,6 +52,8 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     strategy: str = "auto"
+    patch_hop: int = 128
+    augment: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -59,6 +63,7 @@ class TrainConfig:
             "learning_rate": self.learning_rate > 0,
             "l2": self.l2 >= 0,
             "mixup_alpha": self.mixup_alpha >= 0,
+            "patch_hop": self.patch_hop >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -99,11 +104,15 @@ class PatchSet:
         ``(n,)`` int class index of each patch.
     clip : numpy.ndarray
         ``(n,)`` int index of the clip each patch came from (for per-clip averaging).
+    mean, std : numpy.ndarray or None
+        ``(bins,)`` the normalisation of ``x`` (augmentation works in dB through them).
     """
 
     x: np.ndarray
     y: np.ndarray
     clip: np.ndarray
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -161,11 +170,14 @@ class BatchPlan:
         ``(b,)`` positions within the batch of each row's mixup partner; None: no mixup.
     lam : numpy.ndarray or None
         ``(b,)`` float32 mixup weights of the rows themselves.
+    augmentation : Augmentation or None
+        Per-position draws of :mod:`edge_asc.train.augment`; None: no augmentation.
     """
 
     idx: np.ndarray
     partner: np.ndarray | None
     lam: np.ndarray | None
+    augmentation: Augmentation | None = None
 
     def rows(self, part: int, parts: int) -> np.ndarray:
         """Positions of replica ``part``'s rows when the batch is split ``parts`` ways."""
@@ -181,43 +193,72 @@ class BatchPlan:
         """
         rows = np.arange(self.idx.size) if rows is None else rows
         own = self.idx[rows]
-        x, y = patches.x[own], eye[patches.y[own]]
+        x, y = self._inputs(patches, rows), eye[patches.y[own]]
         if self.partner is not None and self.lam is not None:
             other = self.idx[self.partner[rows]]
             lam = self.lam[rows]
             lam_x = lam.reshape((-1,) + (1,) * (x.ndim - 1))
-            x = lam_x * x + (1 - lam_x) * patches.x[other]
+            x = lam_x * x + (1 - lam_x) * self._inputs(patches, self.partner[rows])
             y = lam[:, None] * y + (1 - lam[:, None]) * eye[patches.y[other]]
         return x[..., None], y
 
+    def _inputs(self, patches: PatchSet, positions: np.ndarray) -> np.ndarray:
+        """The (augmented) patches at batch ``positions``."""
+        x = patches.x[self.idx[positions]]
+        if self.augmentation is None:
+            return x
+        if patches.mean is None or patches.std is None:
+            raise ValueError("augmentation needs the patches' normalisation (mean and std)")
+        return augment.apply(x, positions, self.augmentation, patches.x, patches.mean, patches.std)
 
-def epoch_plan(y: np.ndarray, n_classes: int, config: TrainConfig, epoch: int) -> list[BatchPlan]:
+
+def epoch_plan(
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    epoch: int,
+    background_class: int | None = None,
+    shape: tuple[int, int] = (128, 128),
+) -> list[BatchPlan]:
     """One epoch's global batches as index plans, determined by ``(seed, epoch)``.
 
-    Only indices and mixup weights are drawn here (cheap); the patches are gathered and mixed
-    by whoever consumes a plan, each worker for its own rows only.
+    Only indices, mixup weights and augmentation draws are made here (cheap); the patches are
+    gathered, augmented and mixed by whoever consumes a plan, each worker for its own rows
+    only. With ``config.augment``, patches of ``background_class`` (if given) are mixed into
+    the others at random ratios.
     """
     rng = np.random.default_rng([config.seed, epoch])
     order = epoch_indices(y, n_classes, config.oversample, rng)
+    pool = (
+        np.flatnonzero(y == background_class)
+        if background_class is not None
+        else np.zeros(0, dtype=np.int64)
+    )
     plans = []
     for start in range(0, order.size, config.batch_size):
         idx = np.sort(order[start : start + config.batch_size])
+        partner, lam = None, None
         if config.mixup_alpha > 0 and idx.size >= 2:
             # The draws of mixup(), in its order: partners, then lambdas.
             partner = rng.permutation(idx.size)
             lam = rng.beta(config.mixup_alpha, config.mixup_alpha, size=idx.size)
-            plans.append(BatchPlan(idx, partner, lam.astype(np.float32)))
-        else:
-            plans.append(BatchPlan(idx, None, None))
+            lam = lam.astype(np.float32)
+        drawn = augment.draw(rng, y[idx], pool, background_class, shape) if config.augment else None
+        plans.append(BatchPlan(idx, partner, lam, drawn))
     return plans
 
 
 def epoch_batches(
-    patches: PatchSet, n_classes: int, config: TrainConfig, epoch: int
+    patches: PatchSet,
+    n_classes: int,
+    config: TrainConfig,
+    epoch: int,
+    background_class: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches ``(x[..., None], soft labels)`` of one epoch, determined by (seed, epoch)."""
     eye = np.eye(n_classes, dtype=np.float32)
-    for plan in epoch_plan(patches.y, n_classes, config, epoch):
+    shape = patches.x.shape[1:]
+    for plan in epoch_plan(patches.y, n_classes, config, epoch, background_class, shape):
         yield plan.gather(patches, eye)
 
 
@@ -228,6 +269,7 @@ def replica_batches(
     first_epoch: int,
     replicas: int = 1,
     mine: Sequence[int] = (0,),
+    background_class: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless per-replica batches from ``first_epoch`` on: this input pipeline's shard.
 
@@ -236,9 +278,10 @@ def replica_batches(
     gathers and mixes only its own rows). ``replicas=1`` yields the whole batches.
     """
     eye = np.eye(n_classes, dtype=np.float32)
+    shape = patches.x.shape[1:]
     epoch = first_epoch
     while True:
-        for plan in epoch_plan(patches.y, n_classes, config, epoch):
+        for plan in epoch_plan(patches.y, n_classes, config, epoch, background_class, shape):
             for part in mine:
                 yield plan.gather(patches, eye, plan.rows(part, replicas))
         epoch += 1
@@ -529,6 +572,7 @@ def train_model(
     out_dir: Path,
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
+    background_class: int | None = None,
 ):
     """Train one spectrogram's model; resumable from ``out_dir``.
 
@@ -548,6 +592,9 @@ def train_model(
         Keras progress output: 1 a progress bar, 2 one line per epoch, 0 nothing.
     callbacks : sequence of keras.callbacks.Callback
         Extra callbacks (after the built-in ones).
+    background_class : int, optional
+        Class of non-target audio, mixed into the other classes' patches when
+        ``config.augment`` is on.
 
     Returns
     -------
@@ -610,7 +657,9 @@ def train_model(
 
         def generator() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             # Started lazily by Keras after a resume has set the clock; runs on and on.
-            yield from replica_batches(train, n_classes, config, clock.epoch, replicas, mine)
+            yield from replica_batches(
+                train, n_classes, config, clock.epoch, replicas, mine, background_class
+            )
 
         dataset = tf.data.Dataset.from_generator(
             generator,
@@ -690,17 +739,27 @@ def assemble_patches(
     labels: Sequence[int],
     norm,
     width: int = 128,
+    hop: int | None = None,
 ) -> PatchSet:
-    """Cut, normalise and stack the patches of several clips (clip ``i`` keeps index ``i``)."""
+    """Cut, normalise and stack the patches of several clips (clip ``i`` keeps index ``i``).
+
+    ``hop`` below ``width`` cuts overlapping patches (training's random time shift).
+    """
     from edge_asc.features import cut_patches
 
     xs, ys, clips = [], [], []
     for i, (spec, label) in enumerate(zip(spectrograms, labels, strict=True)):
-        patches = cut_patches(norm.apply(spec), width)
+        patches = cut_patches(norm.apply(spec), width, hop)
         xs.append(patches)
         ys.append(np.full(len(patches), label, dtype=np.int64))
         clips.append(np.full(len(patches), i, dtype=np.int64))
     bins = spectrograms[0].shape[0] if spectrograms else 0
     if not xs:
         return PatchSet(np.zeros((0, bins, width), np.float32), np.zeros(0, int), np.zeros(0, int))
-    return PatchSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(clips))
+    return PatchSet(
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(clips),
+        np.asarray(norm.mean, dtype=np.float64),
+        np.asarray(norm.std, dtype=np.float64),
+    )

@@ -42,6 +42,7 @@ from edge_asc.bundle.manifest import (
     Manifest,
     Member,
     ModelSpec,
+    OpenSet,
     Patch,
     Spectrogram,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Manifest",
     "Member",
     "ModelSpec",
+    "OpenSet",
     "Patch",
     "Reference",
     "Signature",

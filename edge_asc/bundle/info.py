@@ -40,6 +40,7 @@ def format_info(bundle: Bundle) -> str:
         f"labels ({len(bundle.labels)}): {', '.join(bundle.labels)}",
         f"quantization: {bundle.quantization}",
         f"default fusion: {bundle.default_fusion}",
+        f"unknown threshold: {_open_set(bundle)}",
         f"patch: {patch['bins']} bins x {patch['frames']} frames",
         "",
         "spectrograms:",
@@ -70,6 +71,14 @@ def format_info(bundle: Bundle) -> str:
             ]
         )
     lines += ["  " + row for row in text_table(header, rows)]
+
+    open_set = bundle.spec.open_set if bundle.spec is not None else None
+    if open_set is not None and (open_set.method or open_set.fitted):
+        lines += ["", "open set:"]
+        if open_set.method:
+            lines.append(f"  method: {_value(open_set.method)}")
+        if open_set.fitted:
+            lines.append(f"  fitted: {_flat(open_set.fitted)}")
 
     provenance = manifest.get("provenance")
     if provenance:
@@ -152,3 +161,14 @@ def _si(value: float) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.1f} {prefix}"
     return f"{value:.0f}"
+
+
+def _open_set(bundle: Bundle) -> str:
+    """The stored thresholds in one line, or the documented default."""
+    from edge_asc.decision import DEFAULT_THRESHOLD
+
+    fitted = bundle.spec.open_set if bundle.spec is not None else None
+    if fitted is None:
+        return f"{DEFAULT_THRESHOLD:g} (none fitted; the documented default)"
+    per_label = ", ".join(f"{k} {v:g}" for k, v in fitted.per_label.items())
+    return f"{fitted.threshold:g} (fitted)" + (f"; per label: {per_label}" if per_label else "")

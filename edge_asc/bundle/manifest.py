@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,11 @@ from edge_asc.bundle.reference import Reference, check_agreement
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
 from edge_asc.fusion import FUSION_RULES
 
-SCHEMA_VERSION = 2
-"""The manifest schema this edge-asc writes (version 2 added the optional ``onnx`` member)."""
+SCHEMA_VERSION = 3
+"""The manifest schema this edge-asc writes (version 2 added the optional ``onnx`` member,
+version 3 the optional ``open_set`` thresholds)."""
 
-READABLE_SCHEMAS: tuple[int, ...] = (1, 2)
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3)
 """Manifest schema versions this edge-asc loads."""
 
 BUNDLE_FORMAT = "edge-asc-bundle"
@@ -60,8 +62,9 @@ BACKEND_NAMES: tuple[str, ...] = ("tflite", "onnx")
 
 _TOP_KEYS = frozenset(
     {"format", "schema_version", "labels", "default_fusion", "quantization", "patch"}
-    | {"spectrograms", "evaluation", "provenance"}
+    | {"spectrograms", "evaluation", "provenance", "open_set"}
 )
+_OPEN_SET_KEYS = frozenset({"threshold", "per_label", "method", "fitted"})
 _ENTRY_KEYS = frozenset(
     {"file", "sha256", "bytes", "features", "norm", "model", "accuracy", "onnx", "reference"}
 )
@@ -185,6 +188,66 @@ class Patch:
 
 
 @dataclass(frozen=True)
+class OpenSet:
+    """Thresholds of the ``unknown`` answer, fitted on training data (``open_set``).
+
+    Attributes
+    ----------
+    threshold : float
+        Fused score the top label needs (0-1).
+    per_label : dict of str to float
+        Thresholds of single labels.
+    method : str
+        How they were fitted, in words.
+    fitted : dict
+        Free-form measurements of the fit (shown by ``edge-asc info``).
+    """
+
+    threshold: float
+    per_label: dict[str, float] = field(default_factory=dict)
+    method: str = ""
+    fitted: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "threshold": self.threshold,
+            "per_label": dict(self.per_label),
+            "method": self.method,
+            "fitted": dict(self.fitted),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, labels: Sequence[str]) -> OpenSet:
+        """Check an ``open_set`` entry against the schema and the bundle's labels."""
+        if not isinstance(data, dict):
+            bad("'open_set' must be an object")
+        unknown = sorted(set(data) - _OPEN_SET_KEYS)
+        if unknown:
+            bad(f"unknown open_set field(s) {names(unknown)}")
+        per_label = data.get("per_label", {})
+        if not isinstance(per_label, dict):
+            bad("open_set 'per_label' must be an object")
+        for name, value in {"threshold": data.get("threshold"), **per_label}.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                bad(f"open_set threshold of {short(name)} must be a number, got {short(value)}")
+            if not 0.0 <= value <= 1.0:
+                bad(f"open_set threshold of {short(name)} must be between 0 and 1, got {value}")
+        strangers = sorted(set(per_label) - set(labels))
+        if strangers:
+            bad(f"open_set has thresholds for label(s) {names(strangers)} the bundle lacks")
+        method, fitted = data.get("method", ""), data.get("fitted", {})
+        if not isinstance(method, str) or not isinstance(fitted, dict):
+            bad("open_set 'method' must be text and 'fitted' an object")
+        return cls(
+            float(data["threshold"]),
+            {k: float(v) for k, v in per_label.items()},
+            method,
+            fitted,
+        )
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a bundle says about its models (``manifest.json``), validated.
 
@@ -200,6 +263,8 @@ class Manifest:
         One entry per spectrogram, in stored order.
     evaluation, provenance : dict or None
         Free-form measurements and origin, shown by ``edge-asc info``.
+    open_set : OpenSet or None
+        Fitted thresholds of the ``unknown`` answer; None: the documented default.
     schema_version : int
         One of :data:`READABLE_SCHEMAS`.
     """
@@ -211,6 +276,7 @@ class Manifest:
     spectrograms: dict[str, Spectrogram]
     evaluation: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
+    open_set: OpenSet | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +293,8 @@ class Manifest:
         for key in ("evaluation", "provenance"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
+        if self.open_set is not None:
+            data["open_set"] = self.open_set.to_dict()
         return data
 
     @classmethod
@@ -258,12 +326,18 @@ class Manifest:
             hint = "upgrade edge-asc to load it" if newer else "re-export it with this edge-asc"
             raise BundleError(
                 f"{where} has manifest schema version {short(version)}, but this edge-asc "
-                f"reads version {' or '.join(map(str, READABLE_SCHEMAS))} ({hint})"
+                f"reads version {_readable()} ({hint})"
             )
         try:
             return _parse(data, version)
         except SchemaViolation as exc:
             raise BundleError(f"{where}: invalid manifest: {exc}") from None
+
+
+def _readable() -> str:
+    """``1, 2 or 3``: the schema versions this edge-asc loads, in words."""
+    *head, last = map(str, READABLE_SCHEMAS)
+    return f"{', '.join(head)} or {last}" if head else last
 
 
 def _parse(data: dict[str, Any], version: int) -> Manifest:
@@ -330,6 +404,7 @@ def _parse(data: dict[str, Any], version: int) -> Manifest:
         spectrograms=spectrograms,
         evaluation=data.get("evaluation"),
         provenance=data.get("provenance"),
+        open_set=OpenSet.from_dict(data["open_set"], labels) if "open_set" in data else None,
         schema_version=version,
     )
 

@@ -163,7 +163,8 @@ QuietOption = Annotated[
 ThresholdOption = Annotated[
     str | None,
     typer.Option(
-        help="Score a label needs, else 'unknown': one number, or per label 'dog=0.7,rain=0.4'."
+        help="Score a label needs, else 'unknown' (default: the bundle's fitted thresholds): "
+        "one number, or per label 'dog=0.7,rain=0.4'."
     ),
 ]
 MaxNotHeardOption = Annotated[
@@ -179,16 +180,36 @@ def decision_options(
     default: float | None = None,
     per_label: dict[str, float] | None = None,
 ) -> OpenSetDecision:
-    """The open-set decision from the documented defaults, a config file and the options.
+    """The open-set decision: the bundle's fitted thresholds, then a config file, then options.
 
-    ``default`` and ``per_label`` come from a config file; a ``--threshold`` option (one
-    number, or ``dog=0.7,rain=0.4``) replaces both.
+    Each layer overrides the one before: ``default`` and ``per_label`` come from a config
+    file; a ``--threshold`` number replaces the default and every per-label threshold, and
+    ``--threshold dog=0.7,rain=0.4`` replaces those labels' only. A bundle without fitted
+    thresholds starts from :data:`~edge_asc.decision.DEFAULT_THRESHOLD`.
     """
     from edge_asc.decision import (
         DEFAULT_QUIET_DBFS,
         DEFAULT_THRESHOLD,
         OpenSetDecision,
         parse_thresholds,
+    )
+
+    fitted = bundle.spec.open_set if bundle.spec is not None else None
+    value = fitted.threshold if fitted is not None else DEFAULT_THRESHOLD
+    labels = dict(fitted.per_label) if fitted is not None else {}
+    if default is not None:
+        value, labels = default, {}
+    labels.update(per_label or {})
+    if threshold is not None:
+        try:
+            value, labels = float(threshold), {}
+        except ValueError:
+            labels.update(parse_thresholds(threshold))
+    return OpenSetDecision(
+        bundle.labels,
+        quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,
+        threshold=value,
+        per_label=labels,
     )
 
     value = DEFAULT_THRESHOLD if default is None else default

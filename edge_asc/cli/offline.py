@@ -127,6 +127,16 @@ def train(
         bool, typer.Option(help="Randomly oversample the smaller classes.")
     ] = _TRAIN.oversample,
     seed: Annotated[int, typer.Option(help="Random seed.")] = _TRAIN.seed,
+    patch_hop: Annotated[
+        int,
+        typer.Option(help="Frames between training patches (< 128: overlapping, a time shift)."),
+    ] = _TRAIN.patch_hop,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            help="Random gain, SpecAugment masks, and mixing with the 'unknown' class if any."
+        ),
+    ] = _TRAIN.augment,
     sample_rate: Annotated[
         int | None, typer.Option(help="Analysis sample rate in Hz (default 44100).")
     ] = None,
@@ -164,6 +174,8 @@ def train(
             mixup_alpha=mixup_alpha,
             oversample=oversample,
             seed=seed,
+            patch_hop=patch_hop,
+            augment=augment,
             mixed_precision=mixed_precision,
             strategy=strategy,
         )
@@ -240,6 +252,10 @@ def export(
     sign: Annotated[
         Path | None, typer.Option(help="Sign the bundle with this Ed25519 private key (PEM).")
     ] = None,
+    open_set: Annotated[
+        Path | None,
+        typer.Option(help="Fitted 'unknown' thresholds (JSON from bench_open_set.py) to store."),
+    ] = None,
 ) -> None:
     """Convert a run's models into one quantized TFLite bundle and measure quantization."""
     _training_side()
@@ -257,6 +273,7 @@ def export(
             cache_dir=cache,
             onnx=onnx,
             sign=sign,
+            open_set=open_set,
         )
 
 

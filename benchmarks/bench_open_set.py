@@ -1,0 +1,266 @@
+"""Open-set benchmark: accuracy, ``unknown`` and ``quiet`` of the shipped recipe, held out.
+
+Run by hand (``make open-set-table`` trains the four runs first)::
+
+    python benchmarks/bench_open_set.py manifest --out runs/open-set/manifest.csv
+    python benchmarks/bench_open_set.py table --runs runs/open-set --out open_set.json
+
+``manifest`` writes the training data: ESC-10 folds 1-4 as the ten classes, and as the class
+``unknown`` the non-target recordings (``nontarget/``, and the sources of ``blanket_ambient/``
+that are none of the ten classes), every source in one fold. ``table`` reads the
+leave-one-fold-out runs ``fold-1`` ... ``fold-4`` (run k never trained on fold k's clips nor
+on fold k's non-target sources) and prints:
+
+* clip accuracy per fold and mean, per spectrogram and fused (closed set: the best of the ten);
+* with the threshold applied to fold k fitted on the other folds' held-out scores only: the
+  share of in-domain clips labelled correctly, and of non-target clips labelled ``unknown``
+  (ambient sources and ``nontarget/`` separately);
+* an ROC-style table of both against the threshold, pooled over the folds;
+* with ``--bundle``: digital silence and a -60 dBFS noise floor through the runtime, which
+  must be ``quiet``.
+
+It writes the threshold fitted on all four folds' held-out scores (training data only: the
+shipped model is trained on all of them) as JSON for ``edge-asc export --open-set``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_asc.decision import UNKNOWN
+from edge_asc.fusion import fuse
+from edge_asc.text import text_table
+from edge_asc.train.open_set import NonTarget, Rates, fit_threshold, rates, write_manifest
+
+FUSION = "max"
+AMBIENT = "blanket_ambient"
+AMBIENT_TARGETS = frozenset({"rain", "waves", "fireplace"})  # the ten classes' own sounds
+METHOD = (
+    "background class 'unknown' trained on non-target recordings, plus a threshold on the "
+    "fused (max) score of the best class, fitted for the best mean of in-domain-correct and "
+    "non-target-unknown shares on leave-one-fold-out held-out clips of the training data"
+)
+
+
+def cmd_manifest(args: argparse.Namespace) -> None:
+    data = Path(args.data)
+    ambient = data / AMBIENT / "manifest.csv"
+    import csv
+
+    with open(ambient, newline="", encoding="utf-8") as f:
+        sources = {row["label"] for row in csv.DictReader(f)}
+    counts = write_manifest(
+        data / "esc10" / "manifest.csv",
+        [
+            NonTarget(data / "nontarget" / "manifest.csv"),
+            NonTarget(ambient, group_by="label", keep=frozenset(sources - AMBIENT_TARGETS)),
+        ],
+        Path(args.out),
+    )
+    print(f"wrote {args.out}: non-target clips per fold {counts}")
+
+
+class Fold:
+    """One leave-one-fold-out run's held-out clips and their scores."""
+
+    def __init__(self, run: Path) -> None:
+        spec = json.loads((run / "run.json").read_text())
+        self.labels: list[str] = spec["labels"]
+        self.kinds: list[str] = spec["kinds"]
+        self.fold: int = spec["fold"]
+        clips = json.loads((run / "validation.json").read_text())
+        self.truth = [c["label"] for c in clips]
+        self.ambient = np.array([AMBIENT in c["path"] for c in clips])
+        stored = np.load(run / "posteriors.npz")
+        self.per_kind = {k: stored[k] for k in self.kinds}
+        self.fused = fuse(list(self.per_kind.values()), FUSION)
+
+    def closed_set_accuracy(self, scores: np.ndarray) -> float:
+        """Best of the target classes, on the in-domain clips."""
+        target = [i for i, name in enumerate(self.labels) if name != UNKNOWN]
+        inside = [i for i, t in enumerate(self.truth) if t != UNKNOWN]
+        best = np.asarray(target)[np.argmax(scores[np.ix_(inside, target)], axis=1)]
+        return float(
+            np.mean([self.labels[b] == self.truth[i] for b, i in zip(best, inside, strict=True)])
+        )
+
+    def subset(self, keep: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return self.fused[keep], [t for t, k in zip(self.truth, keep, strict=True) if k]
+
+
+def _pooled(folds: list[Fold], keep=None) -> tuple[np.ndarray, list[str]]:
+    fused, truth = [], []
+    for f in folds:
+        mask = np.ones(len(f.truth), bool) if keep is None else keep(f)
+        x, t = f.subset(mask)
+        fused.append(x)
+        truth += t
+    return np.concatenate(fused), truth
+
+
+def _pct(x: float) -> str:
+    return "-" if np.isnan(x) else f"{100 * x:.1f}"
+
+
+def _quiet_check(bundle_path: Path | None) -> list[list[str]]:
+    import soundfile as sf
+
+    from edge_asc.bundle import load_bundle
+    from edge_asc.classify import classify_file
+    from edge_asc.cli import default_model
+    from edge_asc.decision import QUIET, OpenSetDecision
+
+    bundle = load_bundle(bundle_path or default_model())
+    decision = OpenSetDecision(bundle.labels)
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {
+            "digital silence": np.zeros(10 * 22050),
+            "-60 dBFS white noise": rng.normal(0, 10 ** (-60 / 20), 10 * 22050),
+            "-60 dBFS brown noise": np.cumsum(rng.normal(size=10 * 22050)),
+        }
+        brown = cases["-60 dBFS brown noise"]
+        brown -= brown.mean()
+        cases["-60 dBFS brown noise"] = brown / np.sqrt(np.mean(brown**2)) * 10 ** (-60 / 20)
+        for name, audio in cases.items():
+            path = Path(tmp) / "case.wav"
+            sf.write(path, audio.astype(np.float32), 22050, subtype="FLOAT")
+            result = classify_file(path, bundle, decision=decision)
+            said = [row["decision"] for row in result.timeline]
+            share = np.mean([s == QUIET for s in said]) if said else float("nan")
+            rows.append([name, str(len(said)), _pct(share)])
+    return rows
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    runs = Path(args.runs)
+    folds = [Fold(runs / f"fold-{k}") for k in (1, 2, 3, 4) if (runs / f"fold-{k}").is_dir()]
+    if not folds:
+        sys.exit(f"bench_open_set: no fold-k runs in {runs}")
+    kinds = folds[0].kinds
+    labels = folds[0].labels
+
+    print(f"Leave-one-fold-out clip accuracy (%), closed set, fusion {FUSION}")
+    rows = []
+    for f in folds:
+        cells = [_pct(f.closed_set_accuracy(f.per_kind[k])) for k in kinds]
+        rows.append([str(f.fold), *cells, _pct(f.closed_set_accuracy(f.fused))])
+    means = [np.mean([float(r[i]) for r in rows]) for i in range(1, len(kinds) + 2)]
+    rows.append(["mean", *[f"{m:.1f}" for m in means]])
+    print(text_table(["fold", *kinds, "fused"], rows))
+
+    print("\nOpen set, threshold for fold k fitted on the other folds' held-out clips (%)")
+    rows = []
+    for f in folds:
+        others = [g for g in folds if g is not f]
+        fitted = fit_threshold(*_pooled(others), labels)
+        here = rates(f.fused, f.truth, labels, fitted.threshold)
+        amb = rates(
+            *f.subset(f.ambient | np.array([t != UNKNOWN for t in f.truth])),
+            labels,
+            fitted.threshold,
+        )
+        own = rates(*f.subset(~f.ambient), labels, fitted.threshold)
+        rows.append(
+            [
+                str(f.fold),
+                f"{fitted.threshold:.2f}",
+                _pct(here.in_domain_correct),
+                _pct(amb.non_target_unknown),
+                _pct(own.non_target_unknown),
+                _pct(here.non_target_unknown),
+            ]
+        )
+    cols = np.array([[float(c) if c != "-" else np.nan for c in r[2:]] for r in rows])
+    rows.append(["mean", "", *[_pct(v / 100) for v in np.nanmean(cols, axis=0)]])
+    print(
+        text_table(
+            [
+                "fold",
+                "threshold",
+                "in-domain correct",
+                "ambient non-target unknown",
+                "nontarget/ unknown",
+                "all non-target unknown",
+            ],
+            rows,
+        )
+    )
+
+    shipped = fit_threshold(*_pooled(folds), labels)
+    print("\nROC-style, pooled over the folds' held-out clips (%)")
+    grid = sorted({*np.round(np.arange(0.0, 0.95, 0.1), 2), shipped.threshold})
+    table = []
+    for t in grid:
+        r_all = rates(*_pooled(folds), labels, t)
+        r_amb = rates(*_pooled(folds, lambda f: f.ambient), labels, t)
+        r_own = rates(
+            *_pooled(folds, lambda f: ~f.ambient & np.array([x == UNKNOWN for x in f.truth])),
+            labels,
+            t,
+        )
+        mark = " (shipped)" if t == shipped.threshold else ""
+        table.append(
+            [
+                f"{t:.2f}{mark}",
+                _pct(r_all.in_domain_correct),
+                _pct(r_amb.non_target_unknown),
+                _pct(r_own.non_target_unknown),
+            ]
+        )
+    print(
+        text_table(
+            ["threshold", "in-domain correct", "ambient non-target unknown", "nontarget/ unknown"],
+            table,
+        )
+    )
+
+    if args.bundle is not None or args.quiet:
+        print("\nQuiet gate through the runtime (default -50 dBFS), 10 s each")
+        print(text_table(["input", "updates", "quiet %"], _quiet_check(args.bundle)))
+
+    if args.out:
+        _write_open_set(Path(args.out), shipped, folds)
+
+
+def _write_open_set(out: Path, shipped: Rates, folds: list[Fold]) -> None:
+    data = {
+        "threshold": shipped.threshold,
+        "per_label": {},
+        "method": METHOD,
+        "fitted": {
+            "folds": [f.fold for f in folds],
+            "held_out_clips": int(sum(len(f.truth) for f in folds)),
+            "in_domain_correct": round(shipped.in_domain_correct, 4),
+            "non_target_unknown": round(shipped.non_target_unknown, 4),
+            "fusion": FUSION,
+        },
+    }
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nwrote {out}: threshold {shipped.threshold:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("manifest", help="write the open-set training manifest")
+    m.add_argument("--data", default="../shared/data")
+    m.add_argument("--out", required=True)
+    t = sub.add_parser("table", help="print the tables from the fold-k runs")
+    t.add_argument("--runs", default="runs/open-set")
+    t.add_argument("--out", help="write the threshold fitted on every fold (JSON)")
+    t.add_argument("--bundle", type=Path, help="bundle for the quiet check (default: shipped)")
+    t.add_argument("--quiet", action="store_true", help="run the quiet check on the default")
+    args = parser.parse_args()
+    cmd_manifest(args) if args.command == "manifest" else cmd_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ RUNS     ?= runs
 CACHE    ?= $(RUNS)/cache
 OPEN_SET  = $(RUNS)/open-set
 MANIFEST  = $(OPEN_SET)/manifest.csv
-TRAIN     = edge-asc train --dataset csv --root $(MANIFEST) --features cqt,gam \
+TRAIN     = edge-asc train --dataset csv --root $(MANIFEST) --features logmel,cqt \
             --model cdnn --width 0.25 --epochs 6 --patch-hop 64 --augment \
             --learning-rate 1e-3 --lr-schedule cosine --sample-rate 22050 --seed 0 \
             --cache $(CACHE)

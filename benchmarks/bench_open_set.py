@@ -16,8 +16,9 @@ on fold k's non-target sources) and prints:
   share of in-domain clips labelled correctly, and of non-target clips labelled ``unknown``
   (ambient sources and ``nontarget/`` separately);
 * an ROC-style table of both against the threshold, pooled over the folds;
-* with ``--bundle``: digital silence and a -60 dBFS noise floor through the runtime, which
-  must be ``quiet``.
+* with ``--runtime`` (the shipped model) or ``--bundle B``, through the runtime: digital
+  silence and -60 dBFS noise floors, which must be ``quiet``, and the ten classes' own sounds
+  in the ambient recordings (rain, waves, fireplace; never trained on).
 
 It writes the threshold fitted on all four folds' held-out scores (training data only: the
 shipped model is trained on all of them) as JSON for ``edge-asc export --open-set``.
@@ -40,7 +41,8 @@ from edge_asc.train.open_set import NonTarget, Rates, fit_threshold, rates, writ
 
 FUSION = "max"
 AMBIENT = "blanket_ambient"
-AMBIENT_TARGETS = frozenset({"rain", "waves", "fireplace"})  # the ten classes' own sounds
+AMBIENT_TARGETS = {"rain": "rain", "waves": "sea_waves", "fireplace": "crackling_fire"}
+"""Ambient sources that are the ten classes' own sounds (never trained on): label -> class."""
 METHOD = (
     "background class 'unknown' trained on non-target recordings, plus a threshold on the "
     "fused (max) score of the best class, fitted for the best mean of in-domain-correct and "
@@ -59,7 +61,7 @@ def cmd_manifest(args: argparse.Namespace) -> None:
         data / "esc10" / "manifest.csv",
         [
             NonTarget(data / "nontarget" / "manifest.csv"),
-            NonTarget(ambient, group_by="label", keep=frozenset(sources - AMBIENT_TARGETS)),
+            NonTarget(ambient, group_by="label", keep=frozenset(sources - set(AMBIENT_TARGETS))),
         ],
         Path(args.out),
     )
@@ -104,20 +106,58 @@ def _pooled(folds: list[Fold], keep=None) -> tuple[np.ndarray, list[str]]:
     return np.concatenate(fused), truth
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(text_table(header, rows))
+
+
 def _pct(x: float) -> str:
     return "-" if np.isnan(x) else f"{100 * x:.1f}"
+
+
+def _runtime(bundle_path: Path | None):
+    """The bundle (the shipped one by default) and its decision, as ``classify`` makes them."""
+    from edge_asc.bundle import load_bundle
+    from edge_asc.cli import default_model
+    from edge_asc.cli.common import decision_options
+
+    bundle = load_bundle(bundle_path or default_model())
+    return bundle, decision_options(bundle, None, None)
+
+
+def _ambient_check(bundle_path: Path | None, data: Path) -> list[list[str]]:
+    """The ten classes' own sounds in the ambient recordings, through the runtime."""
+    import csv
+
+    from edge_asc.classify import classify_file
+
+    bundle, decision = _runtime(bundle_path)
+    with open(data / AMBIENT / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] in AMBIENT_TARGETS]
+    out = []
+    for source, label in AMBIENT_TARGETS.items():
+        said = [
+            classify_file(data / AMBIENT / r["filename"], bundle, decision=decision).decision
+            for r in rows
+            if r["label"] == source
+        ]
+        out.append(
+            [
+                f"{source} ({label})",
+                str(len(said)),
+                _pct(np.mean([s == label for s in said])),
+                _pct(np.mean([s == UNKNOWN for s in said])),
+            ]
+        )
+    return out
 
 
 def _quiet_check(bundle_path: Path | None) -> list[list[str]]:
     import soundfile as sf
 
-    from edge_asc.bundle import load_bundle
     from edge_asc.classify import classify_file
-    from edge_asc.cli import default_model
-    from edge_asc.decision import QUIET, OpenSetDecision
+    from edge_asc.decision import QUIET
 
-    bundle = load_bundle(bundle_path or default_model())
-    decision = OpenSetDecision(bundle.labels)
+    bundle, decision = _runtime(bundle_path)
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,14 +187,22 @@ def cmd_table(args: argparse.Namespace) -> None:
     kinds = folds[0].kinds
     labels = folds[0].labels
 
-    print(f"Leave-one-fold-out clip accuracy (%), closed set, fusion {FUSION}")
+    print("Leave-one-fold-out clip accuracy on ESC-10 (%), closed set (best of the ten)")
     rows = []
     for f in folds:
         cells = [_pct(f.closed_set_accuracy(f.per_kind[k])) for k in kinds]
-        rows.append([str(f.fold), *cells, _pct(f.closed_set_accuracy(f.fused))])
-    means = [np.mean([float(r[i]) for r in rows]) for i in range(1, len(kinds) + 2)]
+        mean = fuse(list(f.per_kind.values()), "mean")
+        rows.append(
+            [
+                str(f.fold),
+                *cells,
+                _pct(f.closed_set_accuracy(f.fused)),
+                _pct(f.closed_set_accuracy(mean)),
+            ]
+        )
+    means = [np.mean([float(r[i]) for r in rows]) for i in range(1, len(kinds) + 3)]
     rows.append(["mean", *[f"{m:.1f}" for m in means]])
-    print(text_table(["fold", *kinds, "fused"], rows))
+    print(_table(["fold", *kinds, f"fused {FUSION} (shipped)", "fused mean"], rows))
 
     print("\nOpen set, threshold for fold k fitted on the other folds' held-out clips (%)")
     rows = []
@@ -181,7 +229,7 @@ def cmd_table(args: argparse.Namespace) -> None:
     cols = np.array([[float(c) if c != "-" else np.nan for c in r[2:]] for r in rows])
     rows.append(["mean", "", *[_pct(v / 100) for v in np.nanmean(cols, axis=0)]])
     print(
-        text_table(
+        _table(
             [
                 "fold",
                 "threshold",
@@ -216,15 +264,22 @@ def cmd_table(args: argparse.Namespace) -> None:
             ]
         )
     print(
-        text_table(
+        _table(
             ["threshold", "in-domain correct", "ambient non-target unknown", "nontarget/ unknown"],
             table,
         )
     )
 
-    if args.bundle is not None or args.quiet:
+    if args.bundle is not None or args.runtime:
         print("\nQuiet gate through the runtime (default -50 dBFS), 10 s each")
-        print(text_table(["input", "updates", "quiet %"], _quiet_check(args.bundle)))
+        print(_table(["input", "updates", "quiet %"], _quiet_check(args.bundle)))
+        print("\nThe shipped classes' own sounds in the ambient recordings (never trained on)")
+        print(
+            _table(
+                ["source (class)", "clips", "correct %", "unknown %"],
+                _ambient_check(args.bundle, Path(args.data)),
+            )
+        )
 
     if args.out:
         _write_open_set(Path(args.out), shipped, folds)
@@ -256,8 +311,9 @@ def main() -> None:
     t = sub.add_parser("table", help="print the tables from the fold-k runs")
     t.add_argument("--runs", default="runs/open-set")
     t.add_argument("--out", help="write the threshold fitted on every fold (JSON)")
-    t.add_argument("--bundle", type=Path, help="bundle for the quiet check (default: shipped)")
-    t.add_argument("--quiet", action="store_true", help="run the quiet check on the default")
+    t.add_argument("--bundle", type=Path, help="bundle for the runtime checks (else shipped)")
+    t.add_argument("--runtime", action="store_true", help="runtime checks on the shipped model")
+    t.add_argument("--data", default="../shared/data")
     args = parser.parse_args()
     cmd_manifest(args) if args.command == "manifest" else cmd_table(args)
 

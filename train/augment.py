@@ -30,10 +30,13 @@ import numpy as np
 GAIN_DB = 6.0
 """Largest level change either way."""
 
-SNR_DB = (0.0, 20.0)
-"""Range of the target-to-background power ratio when a background is mixed in."""
+SNR_DB = (10.0, 30.0)
+"""Range of the target-to-background power ratio when a background is mixed in. The target
+stays the dominant sound: mixed in at equal power (0 dB), the same speech and music the class
+``unknown`` learns from taught the models that they are evidence for the ten classes (measured:
+6 % of held-out non-target clips said ``unknown`` with 0-20 dB on half of the rows)."""
 
-MIX_SHARE = 0.5
+MIX_SHARE = 0.25
 """Share of target rows that get a background mixed in (when the run has a background)."""
 
 MASKS = 2

@@ -13,6 +13,8 @@ TRAIN     = edge-asc train --dataset csv --root $(MANIFEST) --features logmel,cq
             --learning-rate 1e-3 --lr-schedule cosine --sample-rate 22050 --seed 0 \
             --cache $(CACHE)
 FOLDS     = 1 2 3 4
+# The fusion rule the open-set table chose (the thresholds hold for that rule only).
+FUSION    = $$(python -c "import json; print(json.load(open('$(OPEN_SET)/open_set.json'))['fitted']['fusion'])")
 
 .PHONY: manifest open-set-table default-model
 
@@ -30,6 +32,6 @@ open-set-table: manifest
 # folds' held-out scores (training data only) stored in the bundle.
 default-model: open-set-table
 	$(TRAIN) --fold 0 --out $(RUNS)/default
-	edge-asc export $(RUNS)/default --quantize int8 --fusion max --cache $(CACHE) \
+	edge-asc export $(RUNS)/default --quantize int8 --fusion $(FUSION) --cache $(CACHE) \
 	    --open-set $(OPEN_SET)/open_set.json --out edge_asc/models/default.easc
 	edge-asc info edge_asc/models/default.easc

@@ -40,6 +40,7 @@ from edge_asc.text import text_table
 from edge_asc.train.open_set import NonTarget, Rates, fit_threshold, rates, write_manifest
 
 FUSION = "max"
+RULES = ("max", "mean", "prod")
 AMBIENT = "blanket_ambient"
 AMBIENT_TARGETS = {"rain": "rain", "waves": "sea_waves", "fireplace": "crackling_fire"}
 """Ambient sources that are the ten classes' own sounds (never trained on): label -> class."""
@@ -82,6 +83,10 @@ class Fold:
         stored = np.load(run / "posteriors.npz")
         self.per_kind = {k: stored[k] for k in self.kinds}
         self.fused = fuse(list(self.per_kind.values()), FUSION)
+
+    def use(self, rule: str) -> None:
+        """Fuse the spectrograms' clip scores with ``rule`` from now on."""
+        self.fused = fuse(list(self.per_kind.values()), rule)
 
     def closed_set_accuracy(self, scores: np.ndarray) -> float:
         """Best of the target classes, on the in-domain clips."""
@@ -181,33 +186,60 @@ def _quiet_check(bundle_path: Path | None) -> list[list[str]]:
 
 def cmd_table(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
-    folds = [Fold(runs / f"fold-{k}") for k in (1, 2, 3, 4) if (runs / f"fold-{k}").is_dir()]
+    done = [
+        runs / f"fold-{k}"
+        for k in (1, 2, 3, 4)
+        if (runs / f"fold-{k}" / "posteriors.npz").is_file()
+    ]
+    folds = [Fold(run) for run in done]
     if not folds:
         sys.exit(f"bench_open_set: no fold-k runs in {runs}")
     kinds = folds[0].kinds
     labels = folds[0].labels
+    if len(folds) < 4:
+        print(f"(only folds {[f.fold for f in folds]} found: partial figures)\n")
 
     print("Leave-one-fold-out clip accuracy on ESC-10 (%), closed set (best of the ten)")
     rows = []
     for f in folds:
         cells = [_pct(f.closed_set_accuracy(f.per_kind[k])) for k in kinds]
-        mean = fuse(list(f.per_kind.values()), "mean")
-        rows.append(
-            [
-                str(f.fold),
-                *cells,
-                _pct(f.closed_set_accuracy(f.fused)),
-                _pct(f.closed_set_accuracy(mean)),
-            ]
-        )
-    means = [np.mean([float(r[i]) for r in rows]) for i in range(1, len(kinds) + 3)]
+        fused = [_pct(f.closed_set_accuracy(fuse(list(f.per_kind.values()), r))) for r in RULES]
+        rows.append([str(f.fold), *cells, *fused])
+    means = [np.mean([float(r[i]) for r in rows]) for i in range(1, len(rows[0]))]
     rows.append(["mean", *[f"{m:.1f}" for m in means]])
-    print(_table(["fold", *kinds, f"fused {FUSION} (shipped)", "fused mean"], rows))
+    print(_table(["fold", *kinds, *(f"fused {r}" for r in RULES)], rows))
+
+    print("\nFusion rule for the open set: threshold fitted on all folds' held-out clips (%)")
+    choice = []
+    for rule in RULES:
+        for f in folds:
+            f.use(rule)
+        fit = fit_threshold(*_pooled(folds), labels)
+        choice.append((fit.balanced, rule, fit))
+    print(
+        _table(
+            ["fusion", "threshold", "in-domain correct", "non-target unknown", "balanced"],
+            [
+                [
+                    r,
+                    f"{x.threshold:.2f}",
+                    _pct(x.in_domain_correct),
+                    _pct(x.non_target_unknown),
+                    _pct(b),
+                ]
+                for b, r, x in choice
+            ],
+        )
+    )
+    rule = args.fusion if args.fusion != "auto" else max(choice, key=lambda c: c[0])[1]
+    for f in folds:
+        f.use(rule)
+    print(f"shipped rule: {rule}")
 
     print("\nOpen set, threshold for fold k fitted on the other folds' held-out clips (%)")
     rows = []
     for f in folds:
-        others = [g for g in folds if g is not f]
+        others = [g for g in folds if g is not f] or [f]  # one fold only: not held out
         fitted = fit_threshold(*_pooled(others), labels)
         here = rates(f.fused, f.truth, labels, fitted.threshold)
         amb = rates(
@@ -282,10 +314,10 @@ def cmd_table(args: argparse.Namespace) -> None:
         )
 
     if args.out:
-        _write_open_set(Path(args.out), shipped, folds)
+        _write_open_set(Path(args.out), shipped, folds, rule)
 
 
-def _write_open_set(out: Path, shipped: Rates, folds: list[Fold]) -> None:
+def _write_open_set(out: Path, shipped: Rates, folds: list[Fold], rule: str) -> None:
     data = {
         "threshold": shipped.threshold,
         "per_label": {},
@@ -295,7 +327,7 @@ def _write_open_set(out: Path, shipped: Rates, folds: list[Fold]) -> None:
             "held_out_clips": int(sum(len(f.truth) for f in folds)),
             "in_domain_correct": round(shipped.in_domain_correct, 4),
             "non_target_unknown": round(shipped.non_target_unknown, 4),
-            "fusion": FUSION,
+            "fusion": rule,
         },
     }
     out.write_text(json.dumps(data, indent=2) + "\n")
@@ -314,6 +346,9 @@ def main() -> None:
     t.add_argument("--bundle", type=Path, help="bundle for the runtime checks (else shipped)")
     t.add_argument("--runtime", action="store_true", help="runtime checks on the shipped model")
     t.add_argument("--data", default="../shared/data")
+    t.add_argument(
+        "--fusion", default="auto", help="max, mean, prod, or auto (best balanced share)"
+    )
     args = parser.parse_args()
     cmd_manifest(args) if args.command == "manifest" else cmd_table(args)
 

@@ -161,6 +161,11 @@ def export_run(
             f"run {run_dir} has no {', '.join(missing)} model (it has: {', '.join(spec.kinds)})"
         )
     fitted = _open_set(open_set, spec.labels) if open_set is not None else None
+    if fitted is not None and fitted.fitted.get("fusion", fusion) != fusion:
+        raise ExportError(
+            f"{open_set}: the thresholds were fitted for fusion {fitted.fitted['fusion']!r}; "
+            f"export with --fusion {fitted.fitted['fusion']}"
+        )
     modes = list(dict.fromkeys([*(measure or QUANTIZATIONS), quantize]))
     cache = FeatureCache(cache_dir or default_cache_dir(), spec.features)
     clips = json.loads((run_dir / "validation.json").read_text())

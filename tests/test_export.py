@@ -183,6 +183,10 @@ def test_export_signs_and_stores_fitted_thresholds(export_tiny_run, tmp_path: Pa
     refused = export_tiny_run(tmp_path / "no.easc", "float32", "--open-set", str(bad))
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
     assert "parrot" in refused.stderr and not (tmp_path / "no.easc").exists()
+    other = tmp_path / "other_rule.json"
+    other.write_text(json.dumps({"threshold": 0.5, "fitted": {"fusion": "mean"}}))
+    refused = export_tiny_run(tmp_path / "no.easc", "float32", "--open-set", str(other))
+    assert refused.exit_code == 2 and "export with --fusion mean" in refused.stderr
 
 
 def test_info_prints_the_manifest(bundle_path: Path) -> None:

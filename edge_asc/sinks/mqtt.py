@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from edge_asc import __version__
+from edge_asc.decision import UNKNOWN
 from edge_asc.errors import EdgeAscError
 from edge_asc.sinks.base import Sink
 
@@ -332,6 +333,7 @@ class MqttSink(Sink):
             "sw_version": __version__,
         }
         common = {"availability_topic": f"{s.base}/availability", "device": device}
+        events = [label for label in self.labels if label != UNKNOWN]  # a background class
         configs: dict[str, dict[str, Any]] = {
             f"{s.discovery_prefix}/switch/{sensor}_detection/config": {
                 **common,
@@ -369,6 +371,6 @@ class MqttSink(Sink):
                 "name": f"{source} detection",
                 "unique_id": f"{sensor}_{part}_detection",
                 "state_topic": f"{s.base}/{part}/event",
-                "event_types": [*self.labels, *(f"{label}_ended" for label in self.labels)],
+                "event_types": [*events, *(f"{label}_ended" for label in events)],
             }
         return configs

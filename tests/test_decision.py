@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,18 +80,35 @@ def test_bundle_thresholds_then_config_then_command_line() -> None:
     assert some.threshold_of("sneezing") == 0.3
 
 
+def _without_thresholds(source: Path, out: Path) -> Path:
+    """``source`` as a bundle written before thresholds were stored (schema 2, no open_set)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("open_set", None)
+                manifest["schema_version"] = 2
+                data = json.dumps(manifest).encode()
+            dst.writestr(item, data)
+    return out
+
+
 def test_a_bundle_without_thresholds_uses_the_documented_defaults(tmp_path: Path) -> None:
-    """The shipped bundle stores no fitted thresholds: 0.5 and -50 dBFS apply."""
-    bundle = load_bundle(default_model())
+    """An older bundle stores no fitted thresholds: 0.5 and -50 dBFS apply."""
+    bundle = load_bundle(_without_thresholds(default_model(), tmp_path / "old.easc"))
+    assert bundle.spec is not None and bundle.spec.open_set is None
+    decision = decision_options(bundle, None, None)
+    assert (decision.threshold, decision.quiet_dbfs) == (DEFAULT_THRESHOLD, DEFAULT_QUIET_DBFS)
     assert (DEFAULT_THRESHOLD, DEFAULT_QUIET_DBFS) == (0.5, -50.0)
-    rain = classify_file(RAIN, bundle)
+    rain = classify_file(RAIN, bundle, decision=decision)
     assert rain.decision == rain.label == "rain" and rain.level_dbfs > -50
     silence, floor = tmp_path / "silence.wav", tmp_path / "floor.wav"
     sf.write(silence, np.zeros(5 * 22050, dtype=np.float32), 22050)
     noise = np.random.default_rng(0).normal(0, 10 ** (-60 / 20), 5 * 22050)
     sf.write(floor, noise.astype(np.float32), 22050, subtype="FLOAT")
     for path in (silence, floor):
-        result = classify_file(path, bundle)
+        result = classify_file(path, bundle, decision=decision)
         assert result.decision == QUIET, path
         assert all(row["decision"] == QUIET for row in result.timeline)
         assert result.events == []

@@ -165,6 +165,14 @@ def test_rerun_resumes_and_other_settings_are_refused(tiny_run: Path, tiny_manif
     refused = CliRunner().invoke(app, [*base, "--width", "0.5"])
     assert refused.exit_code == 2
     assert "other settings" in refused.stderr and "Traceback" not in refused.output
+    # A run made before a setting existed resumes: the new setting takes its default.
+    stored = json.loads((tiny_run / "run.json").read_text())
+    for newer in ("patch_hop", "augment"):
+        del stored["training"][newer]
+    (tiny_run / "run.json").write_text(json.dumps(stored))
+    again = CliRunner().invoke(app, [*base, "--width", "0.0625"])
+    assert again.exit_code == 0, again.output
+    assert (tiny_run / "logmel" / "model.keras").stat().st_mtime_ns == stamp
 
 
 def test_bad_dataset_is_one_line(tmp_path: Path) -> None:

@@ -228,6 +228,10 @@ def train_run(
     run_json = out / "run.json"
     if chief and run_json.is_file():
         previous = json.loads(run_json.read_text())
+        try:  # settings added since that run was made take their defaults
+            previous = {**previous, **RunSpec.from_dict(previous).to_dict()}
+        except (RunError, KeyError, TypeError, ValueError):
+            pass
         current = spec.to_dict()
         changed = [k for k in current if previous.get(k) != current[k]]
         if changed:

@@ -45,9 +45,12 @@ def _convert(model, mode: str, representative: np.ndarray) -> bytes:
             yield [patch[None, ..., None].astype(np.float32)]
 
     converter.representative_dataset = samples
-    float_model = tf.lite.Interpreter(model_content=to_tflite(model, "float32"))
+    # Tensor names from an unstripped float conversion (to_tflite strips them).
+    plain = tf.lite.TFLiteConverter.from_concrete_functions([classify.get_concrete_function()])
+    float_model = tf.lite.Interpreter(model_content=plain.convert())
     names = [d["name"] for d in float_model.get_tensor_details()]
     gru = [n for n in names if "crnn_gru" in n and "drop" not in n]
+    print(f"  int8-gru-float: {len(gru)} of {len(names)} tensors kept in float32")
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=gru)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=samples, debug_options=options

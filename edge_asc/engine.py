@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_asc.backends import open_model
+from edge_asc.backends import choose_backend, open_model
 from edge_asc.bundle import Bundle, BundleModel, verify_member
 from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream, PatchCutter, timing
@@ -182,7 +182,8 @@ class StreamingClassifier:
         Run different spectrograms' models on different cores when their patches complete
         together (same results, less wall time).
     backend : str
-        ``auto``, ``tflite`` or ``onnx``; see :func:`edge_asc.backends.open_model`.
+        ``auto`` (the faster the bundle and the machine allow:
+        :func:`edge_asc.backends.choose_backend`), ``tflite`` or ``onnx``.
     share_models : StreamingClassifier, optional
         Another engine for the same bundle and spectrograms whose loaded models this one
         uses too (several sources in one process, one model load).
@@ -218,6 +219,8 @@ class StreamingClassifier:
         self.kinds: tuple[str, ...] = tuple(members)
         if threads is None:
             threads = model_threads(len(members), parallel)
+        if backend == "auto":
+            backend = choose_backend(bundle, self.kinds)
         model_kwargs = {"backend": backend, "threads": threads}
         if share_models is not None and share_models.kinds != tuple(members):
             raise EngineError("engines can share models only for the same spectrograms")

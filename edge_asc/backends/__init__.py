@@ -11,12 +11,53 @@ from typing import TYPE_CHECKING
 from edge_asc.backends.base import BackendError, PatchModel
 
 if TYPE_CHECKING:
-    from edge_asc.bundle import BundleModel
+    from collections.abc import Sequence
+
+    from edge_asc.bundle import Bundle, BundleModel
 
 BACKENDS: tuple[str, ...] = ("auto", "tflite", "onnx")
-"""``--backend`` choices: ``auto`` is ONNX Runtime on a GPU when there is one, else TFLite."""
+"""``--backend`` choices: ``auto`` is the faster of the two the bundle and the machine allow
+(see :func:`choose_backend`)."""
 
-__all__ = ["BACKENDS", "BackendError", "PatchModel", "open_model"]
+CLEAR_MARGIN = 0.8
+"""On a CPU, ONNX Runtime is chosen only when the export measured it at most this share of
+the TFLite model's time per patch (a near tie keeps TFLite: smaller, no extra import)."""
+
+__all__ = ["BACKENDS", "BackendError", "PatchModel", "choose_backend", "open_model"]
+
+
+def choose_backend(bundle: Bundle, kinds: Sequence[str] | None = None) -> str:
+    """``tflite`` or ``onnx``: the faster backend for ``kinds`` that this machine can run.
+
+    ONNX Runtime on a GPU (TensorRT or CUDA) when the bundle has ONNX models. On a CPU, the
+    per-patch times the export measured and stored in the manifest (one thread, the bundle's
+    TFLite mode against its float32 ONNX copy) decide, when ONNX Runtime is installed; a bundle
+    without those figures runs on TFLite.
+    """
+    import importlib.util
+
+    from edge_asc.backends.onnx import gpu_available
+
+    members = bundle.select(kinds)
+    if any(m.onnx_bytes is None for m in members.values()):
+        return "tflite"
+    if gpu_available():
+        return "onnx"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "tflite"
+    evaluation = bundle.manifest.get("evaluation") or {}
+
+    def per_patch(mode: str) -> float | None:
+        times = [
+            (evaluation.get(f"{kind}/{mode}") or {}).get("latency_ms_1_thread") for kind in members
+        ]
+        ok = all(isinstance(t, int | float) and t > 0 for t in times)
+        return float(sum(times)) if ok else None  # type: ignore[arg-type]
+
+    tflite, onnx = per_patch(bundle.quantization), per_patch("onnx")
+    if tflite is None or onnx is None:
+        return "tflite"
+    return "onnx" if onnx <= CLEAR_MARGIN * tflite else "tflite"
 
 
 def open_model(
@@ -29,8 +70,10 @@ def open_model(
     member : BundleModel
         A spectrogram's model from a loaded bundle.
     backend : str
-        One of :data:`BACKENDS`. ``auto`` takes the bundle's ONNX model on a GPU (TensorRT
-        or CUDA through ONNX Runtime) when both exist, and the TFLite model otherwise.
+        One of :data:`BACKENDS`. Here ``auto`` takes the bundle's ONNX model on a GPU
+        (TensorRT or CUDA through ONNX Runtime) when both exist, and the TFLite model
+        otherwise; the engine resolves ``auto`` for a whole bundle with
+        :func:`choose_backend`, which also weighs the two on a CPU.
     threads : int, optional
         CPU threads for the interpreter.
 

@@ -146,3 +146,23 @@ def test_models_share_the_cores_without_oversubscribing(monkeypatch) -> None:
     assert engine.model_threads(1) == 2
     assert engine.model_threads(3) == 1
     assert engine.model_threads(2, parallel=False) == 2  # one after the other: both cores
+
+
+def test_auto_backend_follows_the_per_patch_times_the_export_stored() -> None:
+    """On a CPU: ONNX Runtime only where the bundle's own measurements say it is faster."""
+    import dataclasses
+
+    from edge_asc.backends import choose_backend
+
+    shipped = load_bundle(default_model())
+    # Its export measured int8 TFLite at 10-17 ms per patch and float32 ONNX at 3-5 ms.
+    assert choose_backend(shipped) == "onnx"
+    assert StreamingClassifier(shipped).backend.startswith("onnxruntime")
+    evaluation = shipped.manifest["evaluation"]
+    slower = {
+        key: {**value, "latency_ms_1_thread": 1000.0} if key.endswith("/onnx") else value
+        for key, value in evaluation.items()
+    }
+    for changed in (slower, {}):  # ONNX measured slower; no measurements at all
+        bundle = dataclasses.replace(shipped, manifest={**shipped.manifest, "evaluation": changed})
+        assert choose_backend(bundle) == "tflite"

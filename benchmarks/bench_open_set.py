@@ -82,11 +82,11 @@ class Fold:
         self.ambient = np.array([AMBIENT in c["path"] for c in clips])
         stored = np.load(run / "posteriors.npz")
         self.per_kind = {k: stored[k] for k in self.kinds}
-        self.fused = fuse(list(self.per_kind.values()), FUSION)
+        self.use(FUSION)
 
     def use(self, rule: str) -> None:
         """Fuse the spectrograms' clip scores with ``rule`` from now on."""
-        self.fused = fuse(list(self.per_kind.values()), rule)
+        self.fused: np.ndarray = fuse(list(self.per_kind.values()), rule)
 
     def closed_set_accuracy(self, scores: np.ndarray) -> float:
         """Best of the target classes, on the in-domain clips."""

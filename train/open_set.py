@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asc.decision import UNKNOWN
+from edge_asc.decision import UNKNOWN, OpenSetDecision
 from edge_asc.files import atomic_output
 
 THRESHOLD_GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
@@ -134,13 +134,14 @@ class Rates:
 
 
 def decisions(fused: np.ndarray, labels: Sequence[str], threshold: float) -> list[str]:
-    """The runtime's rule on fused clip scores: top label, or ``unknown`` (background or weak)."""
+    """The runtime's rule on fused clip scores: top label, or ``unknown`` (background or weak).
+
+    The runtime's own :class:`~edge_asc.decision.OpenSetDecision`, at a level above its gate.
+    """
+    rule = OpenSetDecision(tuple(labels), threshold=threshold)
     top = np.argmax(fused, axis=1)
     score = fused[np.arange(len(fused)), top]
-    return [
-        UNKNOWN if labels[t] == UNKNOWN or s < threshold else labels[t]
-        for t, s in zip(top, score, strict=True)
-    ]
+    return [rule.decide(labels[t], float(s), 0.0) for t, s in zip(top, score, strict=True)]
 
 
 def rates(

@@ -156,7 +156,7 @@ def model_threads(n_models: int, parallel: bool = True) -> int:
 
     The engine runs different spectrograms' models at once on its own worker threads; each
     interpreter (TFLite or ONNX Runtime) then gets its share of the cores, not all of them
-    (oversubscribed thread pools spin against each other: measured slower end to end).
+    (oversubscribed thread pools spin against each other on a busy machine).
     """
     cores = available_cores()
     running = min(n_models, cores) if parallel else 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_asc.backends import choose_backend, open_model
+from edge_asc.backends.onnx import gpu_available
 from edge_asc.bundle import Bundle, BundleModel, verify_member
 from edge_asc.errors import EdgeAscError
 from edge_asc.features import FeatureConfig, FeatureStream, PatchCutter, timing
@@ -217,10 +218,16 @@ class StreamingClassifier:
             raise EngineError(f"the chosen spectrograms use different sample rates: {rates}")
         self.sample_rate: int = rates.pop()
         self.kinds: tuple[str, ...] = tuple(members)
-        if threads is None:
-            threads = model_threads(len(members), parallel)
         if backend == "auto":
             backend = choose_backend(bundle, self.kinds)
+        if backend == "onnx" and not gpu_available():
+            # ONNX Runtime's CPU kernels run these patch-sized models fastest on one thread,
+            # one model at a time: 4.1 ms per patch against 4.9 on two threads, and the
+            # worker threads' allocations held 10-20 MB more (benchmarks/bench_runtime.py).
+            parallel = False
+            threads = 1 if threads is None else threads
+        if threads is None:
+            threads = model_threads(len(members), parallel)
         model_kwargs = {"backend": backend, "threads": threads}
         if share_models is not None and share_models.kinds != tuple(members):
             raise EngineError("engines can share models only for the same spectrograms")
@@ -252,6 +259,12 @@ class StreamingClassifier:
             spectrogram.cutter.reset()
         self._levels.reset()
         self.samples_in = 0
+        # Samples not yet given to the spectrograms. They are held until the next patch of
+        # some spectrogram is due, then computed in one push: the same patches at the same
+        # moment as pushing every block at once (streaming equals batch), for a fraction of
+        # the per-push cost of many small blocks (see features.spectrograms.PIECE_SAMPLES).
+        self._held: list[np.ndarray] = []
+        self._next_due = min(s.due_sample(0) for s in self._spectrograms.values())
         self.feature_seconds = 0.0
         self.inference_seconds = 0.0
 
@@ -283,16 +296,24 @@ class StreamingClassifier:
         The patches come in the order they became due (see :attr:`PatchResult.due_sample`),
         spectrograms in the engine's order for equal due samples.
         """
-        block = np.asarray(samples, dtype=np.float32).reshape(-1)
+        block = np.array(samples, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse it
         self.samples_in += block.size
+        self._held.append(block)
+        if self.samples_in < self._next_due:
+            return []  # no patch can be complete yet: compute the spectrograms later, at once
         started = time.perf_counter()
-        self._levels.push(block)
+        held = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        self._held = []
+        self._levels.push(held)
         ready: dict[str, list[tuple[int, np.ndarray]]] = {}
         for stream in self._streams:
-            for kind, new_frames in stream.push(block).items():
+            for kind, new_frames in stream.push(held).items():
                 patches = self._spectrograms[kind].cutter.push(new_frames)
                 if patches:
                     ready[kind] = patches
+        self._next_due = min(
+            s.due_sample(s.cutter.patches_done) for s in self._spectrograms.values()
+        )
         self.feature_seconds += time.perf_counter() - started
         if not ready:
             return []

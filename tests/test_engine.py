@@ -84,6 +84,33 @@ def test_engine_figures_and_due_order(engine, bundle) -> None:
     assert all(held < 2 * 128 for held in engine.frames_held.values())
 
 
+def test_spectrograms_wait_until_a_patch_is_due(engine) -> None:
+    """Blocks are held until some patch can be complete, then computed in one push: the
+    same patches at the same moment as computing every block, whatever the caller does
+    with its buffer afterwards."""
+    signal = load_audio(RAIN, engine.sample_rate)
+    engine.reset()
+    expected = engine.push(signal)
+    engine.reset()
+    first_due = min(r.due_sample for r in expected)
+    buffer = np.empty(1000, dtype=np.float32)  # reused for every block, as audio callbacks do
+    got = []
+    for start in range(0, signal.size, buffer.size):
+        block = signal[start : start + buffer.size]
+        buffer[: block.size] = block
+        new = engine.push(buffer[: block.size])
+        if engine.samples_in < first_due:
+            assert new == [] and engine.feature_seconds == 0.0  # nothing computed yet
+        # a patch comes out in the very push that brings its due sample, not later
+        assert all(engine.samples_in - block.size < r.due_sample <= engine.samples_in for r in new)
+        got += new
+        buffer[:] = np.nan  # the engine must have copied what it holds
+    assert [(r.kind, r.index) for r in got] == [(r.kind, r.index) for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a.probs, b.probs)
+        assert a.level_dbfs == b.level_dbfs
+
+
 def test_reset_engine_repeats_itself(engine) -> None:
     signal = load_audio(WAVES, engine.sample_rate)
     engine.reset()
@@ -146,6 +173,19 @@ def test_models_share_the_cores_without_oversubscribing(monkeypatch) -> None:
     assert engine.model_threads(1) == 2
     assert engine.model_threads(3) == 1
     assert engine.model_threads(2, parallel=False) == 2  # one after the other: both cores
+
+
+def test_onnx_runtime_on_a_cpu_runs_one_model_at_a_time_on_one_thread(bundle) -> None:
+    """Measured faster and leaner than worker threads for ONNX Runtime; TFLite keeps them."""
+    onnx = StreamingClassifier(bundle, backend="onnx")
+    assert onnx._pool is None
+    session = next(iter(onnx._spectrograms.values())).model._session
+    assert session.get_session_options().intra_op_num_threads == 1
+    tflite = StreamingClassifier(bundle, backend="tflite")
+    from edge_asc.engine import available_cores
+
+    assert (tflite._pool is not None) == (available_cores() > 1)  # models run side by side
+    tflite.close()
 
 
 def test_auto_backend_follows_the_per_patch_times_the_export_stored() -> None:

@@ -76,6 +76,22 @@ def test_streaming_equals_batch_at_default_and_paper_settings(real_clip):
         _assert_same_frames(_stream(signal, KINDS, config, sizes), batch)
 
 
+def test_a_long_block_is_computed_in_pieces_with_the_same_frames(real_clip, monkeypatch):
+    """Blocks longer than PIECE_SAMPLES are split (cheaper per second); the frames are the
+    ones small blocks give, bit for bit."""
+    signal, _ = real_clip
+    monkeypatch.setattr(spectrograms_module, "PIECE_SAMPLES", 3000)
+    pieces = []
+    original = FeatureStream._push_piece
+    monkeypatch.setattr(
+        FeatureStream, "_push_piece", lambda self, x: pieces.append(x.size) or original(self, x)
+    )
+    whole = compute_many(signal, KINDS, NATIVE)
+    assert max(pieces) == 3000 and sum(pieces) == signal.size
+    monkeypatch.undo()
+    _assert_same_frames(_stream(signal, KINDS, NATIVE, [1024]), whole)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_frames_appear_exactly_when_their_samples_have_arrived(real_clip, kind):
     signal, _ = real_clip

@@ -34,6 +34,12 @@ from edge_asc.features.config import KINDS, STFT_KINDS, FeatureConfig
 from edge_asc.features.cqt import CQTStream, cqt_plan
 from edge_asc.features.framing import FrameBuffer
 
+# Longest block computed in one go. Each push costs a fixed ~50 us of numpy calls besides its
+# frames, so a few large pushes are much cheaper per second of audio than many small ones;
+# beyond ~16 k samples the STFT's per-push temporaries (a megabyte of spectra) outgrow the
+# cache and it slows down again, so longer blocks are computed in pieces of this size.
+PIECE_SAMPLES = 16384
+
 
 @dataclass(frozen=True)
 class FrameTiming:
@@ -277,6 +283,15 @@ class FeatureStream:
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 1:
             raise ValueError(f"expected a 1-D block of mono samples, got shape {x.shape}")
+        if x.size <= PIECE_SAMPLES:
+            return self._push_piece(x)
+        pieces = [
+            self._push_piece(x[i : i + PIECE_SAMPLES]) for i in range(0, x.size, PIECE_SAMPLES)
+        ]
+        return {kind: np.concatenate([p[kind] for p in pieces], axis=1) for kind in self.kinds}
+
+    def _push_piece(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`push` for at most :data:`PIECE_SAMPLES` float64 samples."""
         self.samples_in += x.size
         amin = self.config.amin
         out: dict[str, np.ndarray] = {}

@@ -52,40 +52,72 @@ class UnrolledBiGRU(keras.layers.Layer):
             self.cells.append((kernel, recurrent, bias))
 
     def call(self, x, mask=None):
-        """``(batch, time, features)`` -> ``(batch, time, 2 units)``; patches have no mask."""
-        forward = self._direction(x, *self.cells[0], reverse=False)
-        backward = self._direction(x, *self.cells[1], reverse=True)
-        return ops.concatenate([forward, backward], axis=-1)
+        """``(batch, time, features)`` -> ``(batch, time, 2 units)``; patches have no mask.
 
-    def _direction(self, x, kernel, recurrent, bias, reverse: bool):
+        Both directions advance in the same step, as one GRU of ``2 units`` whose weights
+        are block-diagonal: step ``t`` moves the forward state to time ``t`` and the
+        backward state to time ``T - 1 - t``. Every step is then one set of ~14 small
+        operators instead of two, which halves what the interpreter dispatches.
+        """
         u = self.units
+        (kernel_f, rec_f, bias_f), (kernel_b, rec_b, bias_b) = self.cells
+        steps = ops.unstack(x, axis=1)
+        # The backward direction reads the sequence from its end: its input at step t is
+        # time T - 1 - t, placed beside the forward input so one projection serves both.
+        paired = ops.concatenate([x, ops.stack(steps[::-1], axis=1)], axis=-1)
+        kernel = _block_gates(kernel_f, kernel_b, u)
         # The z and r gates' recurrent biases add to the same sums as the input biases, so
         # they join the one projection of the whole sequence; only b_rec[h] sits inside r*(.).
-        input_bias = bias[0] + ops.concatenate([bias[1, : 2 * u], ops.zeros((u,))])
-        projected = ops.matmul(x, kernel) + input_bias
-        steps_zr = ops.unstack(projected[..., : 2 * u], axis=1)
-        steps_h = ops.unstack(projected[..., 2 * u :], axis=1)
-        recurrent_bias_h = bias[1, 2 * u :]
-        order = range(len(steps_zr) - 1, -1, -1) if reverse else range(len(steps_zr))
-        states = [None] * len(steps_zr)
+        input_bias = ops.concatenate(
+            [
+                bias_f[0, :u] + bias_f[1, :u],
+                bias_b[0, :u] + bias_b[1, :u],
+                bias_f[0, u : 2 * u] + bias_f[1, u : 2 * u],
+                bias_b[0, u : 2 * u] + bias_b[1, u : 2 * u],
+                bias_f[0, 2 * u :],
+                bias_b[0, 2 * u :],
+            ]
+        )
+        projected = ops.matmul(paired, kernel) + input_bias  # (batch, T, 6u): zf zb rf rb hf hb
+        steps_zr = ops.unstack(projected[..., : 4 * u], axis=1)
+        steps_h = ops.unstack(projected[..., 4 * u :], axis=1)
+        recurrent = _block_gates(rec_f, rec_b, u)
+        recurrent_bias_h = ops.concatenate([bias_f[1, 2 * u :], bias_b[1, 2 * u :]])
+        states = []
         h = None
-        for t in order:
+        for step_zr, step_h in zip(steps_zr, steps_h, strict=True):
             if h is None:  # the initial state is zero: its recurrent product is zero too
-                z_r = ops.sigmoid(steps_zr[t])
+                z_r = ops.sigmoid(step_zr)
                 rec_h = recurrent_bias_h
             else:
                 rec = ops.matmul(h, recurrent)
-                z_r = ops.sigmoid(steps_zr[t] + rec[:, : 2 * u])
-                rec_h = rec[:, 2 * u :] + recurrent_bias_h
-            z, r = z_r[:, :u], z_r[:, u:]
-            candidate = ops.tanh(steps_h[t] + r * rec_h)
+                z_r = ops.sigmoid(step_zr + rec[:, : 4 * u])
+                rec_h = rec[:, 4 * u :] + recurrent_bias_h
+            z, r = z_r[:, : 2 * u], z_r[:, 2 * u :]
+            candidate = ops.tanh(step_h + r * rec_h)
             # z * h + (1 - z) * candidate, with h = 0 at the first step
             h = candidate - z * candidate if h is None else candidate + z * (h - candidate)
-            states[t] = h
-        return ops.stack(states, axis=1)
+            states.append(h)  # [forward at t, backward at T - 1 - t]
+        forward = ops.stack(states, axis=1)[..., :u]
+        backward = ops.stack(states[::-1], axis=1)[..., u:]
+        return ops.concatenate([forward, backward], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 2 * self.units)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}
+
+
+def _block_gates(forward, backward, units: int):
+    """Two directions' ``(rows, 3 units)`` gate matrices as one block-diagonal
+    ``(2 rows, 6 units)`` matrix, columns ordered z_f, z_b, r_f, r_b, h_f, h_b."""
+    zeros = ops.zeros_like(forward[:, :units])
+    columns_f, columns_b = [], []
+    for gate in range(3):
+        part = slice(gate * units, (gate + 1) * units)
+        columns_f += [forward[:, part], zeros]
+        columns_b += [zeros, backward[:, part]]
+    return ops.concatenate(
+        [ops.concatenate(columns_f, axis=1), ops.concatenate(columns_b, axis=1)], axis=0
+    )

@@ -2,7 +2,7 @@
 
 Run by hand::
 
-    python benchmarks/bench_gru_quant.py [--widths 0.25,1.0] [--rounds 5]
+    python benchmarks/bench_gru_quant.py [--widths 0.25,1.0] [--rounds 5] [--against DIR]
 
 For each width, one joint model (seeded random weights: latency does not depend on the
 values) is converted to float32, dynamic range, full int8, and int8 with the recurrent part
@@ -12,13 +12,21 @@ unrolled GRU runs as float ops XNNPACK takes). Every model runs one patch at a t
 interpreter thread, in alternating rounds; the table gives the median per-patch time and the
 speed-up over float32. Accuracy is not measured here (random weights): see the export table
 of a trained run.
+
+``--against DIR`` converts the same models a second time with another checkout's export code
+(for instance ``git worktree add /tmp/before <commit>``), in a child process, and times both
+trees' models in the same alternating rounds: before and after a change, in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,39 +77,78 @@ def _time(model_bytes: bytes, patch: np.ndarray, runs: int) -> float:
     return (time.perf_counter() - start) / runs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--widths", default="0.25,1.0")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=10, help="patches per model per round")
-    args = parser.parse_args()
-
+def convert_all(widths: list[float], out: Path) -> None:
+    """Write every width's model in every mode to ``out/<width>-<mode>.tflite``."""
     import keras
 
     from edge_asc.export.convert import export_graph
     from edge_asc.train.models import build_model
 
-    rng = np.random.default_rng(0)
-    representative = rng.normal(size=(20, 128, 128)).astype(np.float32)
-    patch = representative[:1]
-    modes = ("float32", "dynamic", "int8", "int8-gru-float")
-    print("width  mode            KiB    ms/patch  speed-up vs float32")
-    for width in (float(w) for w in args.widths.split(",")):
+    representative = np.random.default_rng(0).normal(size=(20, 128, 128)).astype(np.float32)
+    for width in widths:
         keras.utils.set_random_seed(0)
         graph = export_graph(build_model("joint", 10, width=width, unroll=False))
-        blobs = {mode: _convert(graph, mode, representative) for mode in modes}
-        times: dict[str, list[float]] = {mode: [] for mode in modes}
-        for _ in range(args.rounds):
-            for mode in modes:
-                times[mode].append(_time(blobs[mode], patch, args.runs))
-        base = float(np.median(times["float32"]))
-        for mode in modes:
-            median = float(np.median(times[mode]))
-            print(
-                f"{width:<6g} {mode:<15} {len(blobs[mode]) / 1024:6.0f} "
-                f"{1000 * median:9.2f}  {base / median:5.2f}x"
-            )
+        for mode in MODES:
+            (out / f"{width:g}-{mode}.tflite").write_bytes(_convert(graph, mode, representative))
 
+
+MODES = ("float32", "dynamic", "int8", "int8-gru-float")
+CHILD = r"""
+import sys
+from pathlib import Path
+tree, script, out, widths = sys.argv[1:5]
+sys.path.insert(0, tree)
+import edge_asc
+edge_asc.__path__.append(tree)  # edge_asc.export and edge_asc.train: the tree's export/, train/
+sys.path.insert(0, str(Path(script).parent))
+import bench_gru_quant
+import edge_asc.export.unrolled_gru as gru
+assert Path(gru.__file__).resolve().is_relative_to(Path(tree).resolve()), gru.__file__
+bench_gru_quant.convert_all([float(w) for w in widths.split(",")], Path(out))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", default="0.25,1.0")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10, help="patches per model per round")
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    args = parser.parse_args()
+    widths = [float(w) for w in args.widths.split(",")]
+    trees = {"this tree": REPO} | ({str(args.against): args.against} if args.against else {})
+    patch = np.random.default_rng(0).normal(size=(1, 128, 128)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        blobs: dict[tuple[str, float, str], bytes] = {}
+        for name, tree in trees.items():
+            out = Path(tmp) / str(len(blobs))
+            out.mkdir()
+            if tree == REPO:
+                convert_all(widths, out)
+            else:
+                subprocess.run(
+                    [sys.executable, "-c", CHILD, str(tree), __file__, str(out), args.widths],
+                    check=True,
+                    cwd=tree,
+                )
+            for width in widths:
+                for mode in MODES:
+                    blobs[name, width, mode] = (out / f"{width:g}-{mode}.tflite").read_bytes()
+        times: dict[tuple[str, float, str], list[float]] = {key: [] for key in blobs}
+        for _ in range(args.rounds):
+            for key, blob in blobs.items():
+                times[key].append(_time(blob, patch, args.runs))
+    print("code        width  mode            KiB    ms/patch  speed-up vs float32")
+    for (name, width, mode), values in times.items():
+        base = float(np.median(times[name, width, "float32"]))
+        median = float(np.median(values))
+        print(
+            f"{name:<11} {width:<6g} {mode:<15} {len(blobs[name, width, mode]) / 1024:6.0f} "
+            f"{1000 * median:9.2f}  {base / median:5.2f}x"
+        )
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     main()

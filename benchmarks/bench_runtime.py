@@ -10,13 +10,19 @@ limit (MACs per second of audio divided by this CPU's measured GEMM rate). Confi
 in alternating rounds so that the ratios hold on a shared machine; absolute times do not
 compare between runs. If a BirdNET-style peer is not installed, the script says so.
 
+``--against DIR`` runs every row a second time with the edge_asc of another checkout (for
+instance ``git worktree add /tmp/before <commit>``), in the same alternating rounds, and
+prints the two side by side: before and after a change, measured in one run.
+
     python benchmarks/bench_runtime.py [--bundle B.easc ...] [--seconds 60] [--rounds 3]
+                                       [--against DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,6 +72,7 @@ print(json.dumps({
     "first_label_s": first_label,
     "model_macs_per_s": macs * rate / (hop * frames),
     "backend": engine.backend,
+    "code": __import__("edge_asc").__file__,
 }))
 """
 
@@ -116,6 +123,7 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, action="append", default=None)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
     bundles = args.bundle or [REPO / "edge_asc" / "models" / "default.easc"]
     clips = [str(p) for p in sorted((REPO / "examples").glob("*.flac"))]
@@ -127,32 +135,53 @@ def main() -> None:
         print("a BirdNET peer (birdnetlib) is installed but not wired in: compare by hand")
     except ImportError:
         print("no BirdNET-style peer installed here: no peer row (it is not a dependency)")
-    results: dict[tuple[str, str], list[dict]] = {}
+    trees = [("this tree", REPO)] + ([(str(args.against), args.against)] if args.against else [])
+    results: dict[tuple[str, str, str], list[dict]] = {}
     for _ in range(args.rounds):
         for bundle in bundles:
             for backend in ("tflite", "onnx"):
-                child = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(bundle), backend, str(args.seconds), *clips],
-                    capture_output=True,
-                    text=True,
-                )
-                if child.returncode != 0:
-                    line = (child.stderr.strip().splitlines() or ["failed"])[-1]
-                    print(f"{bundle.name} {backend}: {line}")
-                    continue
-                results.setdefault((bundle.name, backend), []).append(json.loads(child.stdout))
+                for tree_name, tree in trees:
+                    row = run_child(tree, bundle, backend, args.seconds, clips)
+                    if isinstance(row, str):
+                        print(f"{bundle.name} {backend} ({tree_name}): {row}")
+                        continue
+                    results.setdefault((bundle.name, backend, tree_name), []).append(row)
     print(
-        "| bundle | backend | RTF | spectrograms | models | CPU s/s | peak RSS MB | "
+        "| bundle | backend | code | RTF | spectrograms | models | CPU s/s | peak RSS MB | "
         "first label s | model MACs/s vs GEMM |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (name, _), rows in results.items():
-        med = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "backend"}
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (name, _, tree_name), rows in results.items():
+        med = {
+            k: float(np.median([r[k] for r in rows]))
+            for k in rows[0]
+            if k not in ("backend", "code")
+        }
         print(
-            f"| {name} | {rows[0]['backend']} | {med['rtf']:.4f} | {med['features']:.4f} | "
-            f"{med['models']:.4f} | {med['cpu']:.4f} | {med['rss_mb']:.0f} | "
-            f"{med['first_label_s']:.2f} | {med['model_macs_per_s'] / rate:.4f} |"
+            f"| {name} | {rows[0]['backend']} | {tree_name} | {med['rtf']:.4f} | "
+            f"{med['features']:.4f} | {med['models']:.4f} | {med['cpu']:.4f} | "
+            f"{med['rss_mb']:.0f} | {med['first_label_s']:.2f} | "
+            f"{med['model_macs_per_s'] / rate:.4f} |"
         )
+
+
+def run_child(tree: Path, bundle: Path, backend: str, seconds: float, clips: list[str]):
+    """One row in a fresh process that imports edge_asc from ``tree``; its figures, or the
+    last line of its error."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(bundle), backend, str(seconds), *clips],
+        capture_output=True,
+        text=True,
+        cwd=tree,  # ``-c`` puts the working directory first on sys.path
+        env=env,
+    )
+    if child.returncode != 0:
+        return (child.stderr.strip().splitlines() or ["failed"])[-1]
+    row = json.loads(child.stdout)
+    if not Path(row["code"]).resolve().is_relative_to(tree.resolve()):
+        return f"imported edge_asc from {row['code']}, not from {tree}"
+    return row
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 For each spectrogram it prints, all measured in this one run:
 
 * streaming cost: CPU seconds per second of audio, pushing 1024-sample blocks (a typical
-  microphone callback) through :class:`~edge_asc.features.FeatureStream`;
+  microphone callback; ``--block N`` for another size, e.g. 32768, what the engine pushes
+  once per patch) through :class:`~edge_asc.features.FeatureStream`;
 * incremental update: the CPU cost of one new hop (256 samples) in a warm stream, against
   recomputing the whole 3 s window with librosa, as a ratio;
 * the largest difference between the streamed and the batch spectrogram.
@@ -17,7 +18,8 @@ The last line sums it up. Run it by hand (it is not a test)::
 of each spectrogram, of all five together and of the default model's set at 22.05 kHz is
 measured in child processes, one per tree, alternating for ``--rounds`` rounds on the same
 samples, and printed side by side with the speed-up (best round of each). Nothing of the
-other tree is copied here; it only has to provide :class:`FeatureStream`.
+other tree is copied here; it only has to provide :class:`FeatureStream`. ``--block`` and
+``--against-block`` set each tree's push size.
 """
 
 from __future__ import annotations
@@ -136,13 +138,15 @@ def librosa_window(kind: str, window: np.ndarray, config: FeatureConfig) -> Call
     return {"stft": stft, "logmel": logmel, "mfcc": mfcc, "gam": gam, "cqt": cqt}[kind]
 
 
-def stream_all(kinds: str | tuple[str, ...], signal: np.ndarray, config: FeatureConfig):
-    """Push ``signal`` in BLOCK-sample blocks; return (CPU s, streamed spectrograms)."""
+def stream_all(
+    kinds: str | tuple[str, ...], signal: np.ndarray, config: FeatureConfig, block: int = BLOCK
+):
+    """Push ``signal`` in ``block``-sample blocks; return (CPU s, streamed spectrograms)."""
     stream = FeatureStream(kinds, config)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in stream.kinds}
     start = time.process_time()
-    for i in range(0, signal.size, BLOCK):
-        for kind, frames in stream.push(signal[i : i + BLOCK]).items():
+    for i in range(0, signal.size, block):
+        for kind, frames in stream.push(signal[i : i + block]).items():
             parts[kind].append(frames)
     elapsed = time.process_time() - start
     return elapsed, {k: np.concatenate(v, axis=1) for k, v in parts.items()}
@@ -170,19 +174,24 @@ COMPARED: tuple[tuple[str, tuple[str, ...], int], ...] = (
 )
 
 
-def worker(audio: Path) -> None:
+def worker(audio: Path, block: int) -> None:
     """Child process: streaming cost of every set in COMPARED, as JSON on stdout."""
     samples = np.load(audio)
     costs = {}
     for label, kinds, rate in COMPARED:
         signal = samples[f"rate{rate}"]
-        cost, _ = stream_all(kinds, signal, FeatureConfig(sample_rate=rate))
+        cost, _ = stream_all(kinds, signal, FeatureConfig(sample_rate=rate), block)
         costs[label] = cost / (signal.size / rate)
     print(json.dumps(costs))
 
 
-def compare(other: Path, data: Path, seconds: float, rounds: int) -> None:
-    """Measure this tree and ``other`` alternately in child processes; print side by side."""
+def compare(other: Path, data: Path, seconds: float, rounds: int, blocks: dict[str, int]) -> None:
+    """Measure this tree and ``other`` alternately in child processes; print side by side.
+
+    ``blocks`` gives each tree's push size (``this tree``, ``other``): the engine now feeds
+    the front-end a patch's worth of audio at a time where it used to push every source
+    block, so the runtime's cost is this tree at its push size against the other at 1024.
+    """
     trees = {"this tree": REPO, "other": other.resolve()}
     with tempfile.TemporaryDirectory() as tmp:
         audio = Path(tmp) / "audio.npz"
@@ -195,7 +204,14 @@ def compare(other: Path, data: Path, seconds: float, rounds: int) -> None:
             for name, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": str(tree)}
                 out = subprocess.run(
-                    [sys.executable, __file__, "--worker", str(audio)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        str(audio),
+                        "--block",
+                        str(blocks[name]),
+                    ],
                     env=env,
                     capture_output=True,
                     text=True,
@@ -204,8 +220,9 @@ def compare(other: Path, data: Path, seconds: float, rounds: int) -> None:
                 for label, cost in json.loads(out).items():
                     best[name][label] = min(cost, best[name].get(label, np.inf))
     print(
-        f"{seconds:.0f} s of real audio, {BLOCK}-sample blocks, one thread, best of {rounds} "
-        f"alternating rounds; other = {other}"
+        f"{seconds:.0f} s of real audio, one thread, best of {rounds} alternating rounds; "
+        f"this tree in {blocks['this tree']}-sample blocks, other = {other} in "
+        f"{blocks['other']}-sample blocks"
     )
     print(f"{'spectrograms':27s} {'this CPU-s/s':>13s} {'other CPU-s/s':>14s} {'speed-up':>9s}")
     for label, *_ in COMPARED:
@@ -219,13 +236,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--block", type=int, default=BLOCK, help="samples per push")
+    parser.add_argument("--against-block", type=int, default=BLOCK, help="the other's push")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.block)
         return
     if args.against:
-        compare(args.against, args.data, args.seconds, args.rounds)
+        blocks = {"this tree": args.block, "other": args.against_block}
+        compare(args.against, args.data, args.seconds, args.rounds, blocks)
         return
     config = FeatureConfig()
     signal = real_audio(args.data, args.seconds, config.sample_rate)
@@ -233,7 +253,7 @@ def main() -> None:
     window = signal[: int(WINDOW_S * config.sample_rate)]
     print(
         f"{seconds:.1f} s of real ESC-10 audio at {config.sample_rate} Hz, one thread, "
-        f"{BLOCK}-sample blocks, hop {config.hop_length}"
+        f"{args.block}-sample blocks, hop {config.hop_length}"
     )
     print(
         f"{'kind':7s} {'stream CPU-s/s':>15s} {'1 hop (ms)':>11s} {'librosa 3 s (ms)':>17s}"
@@ -241,7 +261,7 @@ def main() -> None:
     )
     ratios = {}
     for kind in KINDS:
-        cost, streamed = stream_all(kind, signal, config)
+        cost, streamed = stream_all(kind, signal, config, args.block)
         batch = compute_many(signal, kind, config)[kind]
         error = float(np.max(np.abs(streamed[kind] - batch)))
         hop_cost = one_hop_cost(kind, signal, config)
@@ -253,7 +273,7 @@ def main() -> None:
             f"{kind:7s} {cost / seconds:15.4f} {hop_cost * 1e3:11.3f} {full_cost * 1e3:17.1f}"
             f" {ratios[kind]:6.0f}x {error:22.2e}"
         )
-    combined, _ = stream_all(KINDS, signal, config)
+    combined, _ = stream_all(KINDS, signal, config, args.block)
     worst = min(ratios, key=ratios.get)
     print(
         f"summary: worst incremental ratio {ratios[worst]:.0f}x ({worst}); all five together "

@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
-    bundles = args.bundle or [REPO / "edge_asc" / "models" / "default.easc"]
+    bundles = [b.resolve() for b in args.bundle or [REPO / "edge_asc" / "models" / "default.easc"]]
     clips = [str(p) for p in sorted((REPO / "examples").glob("*.flac"))]
     rate, kind = gemm_rate()
     print(f"GEMM rate of one core: {rate / 1e9:.1f} G MAC/s, {kind}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_asc.backends import choose_backend, open_model
+from edge_asc.backends import choose_backend, onnx_cpu_threads, open_model
 from edge_asc.backends.onnx import gpu_available
 from edge_asc.bundle import Bundle, BundleModel, verify_member
 from edge_asc.errors import EdgeAscError
@@ -221,11 +221,12 @@ class StreamingClassifier:
         if backend == "auto":
             backend = choose_backend(bundle, self.kinds)
         if backend == "onnx" and not gpu_available():
-            # ONNX Runtime's CPU kernels run these patch-sized models fastest on one thread,
-            # one model at a time: 4.1 ms per patch against 4.9 on two threads, and the
-            # worker threads' allocations held 10-20 MB more (benchmarks/bench_runtime.py).
+            # ONNX Runtime on a CPU: one model at a time, on one thread for small models
+            # (the default's: 4.1 ms per patch against 4.9 on two, and worker threads held
+            # 10-20 MB more) or on every core where the export measured that it pays.
             parallel = False
-            threads = 1 if threads is None else threads
+            if threads is None:
+                threads = onnx_cpu_threads(bundle, self.kinds, available_cores())
         if threads is None:
             threads = model_threads(len(members), parallel)
         model_kwargs = {"backend": backend, "threads": threads}

@@ -206,3 +206,25 @@ def test_auto_backend_follows_the_per_patch_times_the_export_stored() -> None:
     for changed in (slower, {}):  # ONNX measured slower; no measurements at all
         bundle = dataclasses.replace(shipped, manifest={**shipped.manifest, "evaluation": changed})
         assert choose_backend(bundle) == "tflite"
+
+
+def test_onnx_threads_follow_the_two_thread_times_the_export_stored() -> None:
+    """Every core for models the export measured scaling (width 1.0), one for the default."""
+    import dataclasses
+
+    from edge_asc.backends import onnx_cpu_threads
+
+    shipped = load_bundle(default_model())
+    assert onnx_cpu_threads(shipped, None, cores=2) == 1
+    evaluation = shipped.manifest["evaluation"]
+    scaling = {
+        key: {**value, "latency_ms_2_threads": value["latency_ms_1_thread"] / 2}
+        if key.endswith("/onnx")
+        else value
+        for key, value in evaluation.items()
+    }
+    bundle = dataclasses.replace(shipped, manifest={**shipped.manifest, "evaluation": scaling})
+    assert onnx_cpu_threads(bundle, None, cores=4) == 4
+    assert onnx_cpu_threads(bundle, None, cores=1) == 1
+    missing = dataclasses.replace(shipped, manifest={**shipped.manifest, "evaluation": {}})
+    assert onnx_cpu_threads(missing, None, cores=4) == 1

@@ -23,7 +23,14 @@ CLEAR_MARGIN = 0.8
 """On a CPU, ONNX Runtime is chosen only when the export measured it at most this share of
 the TFLite model's time per patch (a near tie keeps TFLite: smaller, no extra import)."""
 
-__all__ = ["BACKENDS", "BackendError", "PatchModel", "choose_backend", "open_model"]
+__all__ = [
+    "BACKENDS",
+    "BackendError",
+    "PatchModel",
+    "choose_backend",
+    "onnx_cpu_threads",
+    "open_model",
+]
 
 
 def choose_backend(bundle: Bundle, kinds: Sequence[str] | None = None) -> str:
@@ -45,19 +52,43 @@ def choose_backend(bundle: Bundle, kinds: Sequence[str] | None = None) -> str:
         return "onnx"
     if importlib.util.find_spec("onnxruntime") is None:
         return "tflite"
-    evaluation = bundle.manifest.get("evaluation") or {}
-
-    def per_patch(mode: str) -> float | None:
-        times = [
-            (evaluation.get(f"{kind}/{mode}") or {}).get("latency_ms_1_thread") for kind in members
-        ]
-        ok = all(isinstance(t, int | float) and t > 0 for t in times)
-        return float(sum(times)) if ok else None  # type: ignore[arg-type]
-
-    tflite, onnx = per_patch(bundle.quantization), per_patch("onnx")
+    tflite, onnx = (
+        _per_patch(bundle, members, bundle.quantization),
+        _per_patch(bundle, members, "onnx"),
+    )
     if tflite is None or onnx is None:
         return "tflite"
     return "onnx" if onnx <= CLEAR_MARGIN * tflite else "tflite"
+
+
+def onnx_cpu_threads(bundle: Bundle, kinds: Sequence[str] | None, cores: int) -> int:
+    """Intra-op threads for ONNX Runtime on a CPU, the models run one after another.
+
+    All ``cores`` when the export measured the ONNX models clearly faster on two threads than
+    on one (at most :data:`THREAD_GAIN` of the time: large models, e.g. width 1.0, whose
+    convolutions split well); otherwise one. Small models lose more to the threads'
+    hand-offs than they gain, and the spectrograms need the other core.
+    """
+    members = bundle.select(kinds)
+    one = _per_patch(bundle, members, "onnx")
+    two = _per_patch(bundle, members, "onnx", "latency_ms_2_threads")
+    if cores < 2 or one is None or two is None:
+        return 1
+    return cores if two <= THREAD_GAIN * one else 1
+
+
+THREAD_GAIN = 0.65
+"""See :func:`onnx_cpu_threads`: the default (width 0.25) measured 0.7-0.8, width 1.0 0.5."""
+
+
+def _per_patch(
+    bundle: Bundle, members: dict, mode: str, key: str = "latency_ms_1_thread"
+) -> float | None:
+    """Sum over ``members`` of the per-patch time the export stored for ``mode``, or None."""
+    evaluation = bundle.manifest.get("evaluation") or {}
+    times = [(evaluation.get(f"{kind}/{mode}") or {}).get(key) for kind in members]
+    ok = all(isinstance(t, int | float) and t > 0 for t in times)
+    return float(sum(times)) if ok else None  # type: ignore[arg-type]
 
 
 def open_model(

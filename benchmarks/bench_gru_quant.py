@@ -32,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _convert(model, mode: str, representative: np.ndarray) -> bytes:
     import tensorflow as tf
@@ -147,8 +149,6 @@ def main() -> None:
             f"{1000 * median:9.2f}  {base / median:5.2f}x"
         )
 
-
-REPO = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     main()

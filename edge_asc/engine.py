@@ -181,7 +181,8 @@ class StreamingClassifier:
         default. A smaller hop gives more frequent updates for the same models.
     parallel : bool
         Run different spectrograms' models on different cores when their patches complete
-        together (same results, less wall time).
+        together (same results, less wall time). Ignored for ONNX Runtime on a CPU, which
+        runs one model at a time (:func:`edge_asc.backends.onnx_cpu_threads`).
     backend : str
         ``auto`` (the faster the bundle and the machine allow:
         :func:`edge_asc.backends.choose_backend`), ``tflite`` or ``onnx``.

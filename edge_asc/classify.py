@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_asc.audio import AudioError, iter_audio_blocks
 from edge_asc.bundle import Bundle
-from edge_asc.decision import OpenSetDecision
+from edge_asc.decision import OpenSetDecision, stored_decision
 from edge_asc.engine import PatchResult, StreamingClassifier
 from edge_asc.events import DEFAULT_MAX_NOT_HEARD_S, Event
 from edge_asc.tracker import Scene, SceneTracker, clip_scores
@@ -149,7 +149,8 @@ def classify_file(
         once matters for many files, above all on a GPU. ``threads`` and ``backend`` are
         then the engine's.
     decision : OpenSetDecision, optional
-        Level gate and thresholds of the timeline's decisions and of the events.
+        Level gate and thresholds of the timeline's decisions and of the events (default:
+        the bundle's stored thresholds, as the command line uses them).
     max_not_heard_s : float
         Seconds without its label after which an event ends.
 
@@ -168,7 +169,7 @@ def classify_file(
         engine.kinds,
         window_s,
         fusion,
-        decision=decision,
+        decision=decision or stored_decision(bundle),
         max_not_heard_s=max_not_heard_s,
     )
     results: list[PatchResult] = []

@@ -17,8 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edge_asc.errors import EdgeAscError
+
+if TYPE_CHECKING:
+    from edge_asc.bundle import Bundle
 
 QUIET = "quiet"
 """The decision for input below the level gate."""
@@ -78,13 +82,31 @@ class OpenSetDecision:
         """The score ``label`` needs to be reported."""
         return float(self.per_label.get(label, self.threshold))
 
+    def is_quiet(self, level_dbfs: float) -> bool:
+        """Whether audio at this level is under the gate (digital silence and NaN are)."""
+        return not level_dbfs > self.quiet_dbfs
+
     def decide(self, label: str, score: float, level_dbfs: float) -> str:
         """``label``, ``unknown`` or ``quiet`` for a steady label, its score and the level."""
-        if not level_dbfs > self.quiet_dbfs:  # -inf (digital silence) and NaN included
+        if self.is_quiet(level_dbfs):
             return QUIET
         if label == UNKNOWN:  # the model's own background class
             return UNKNOWN
         return label if score >= self.threshold_of(label) else UNKNOWN
+
+
+def stored_decision(bundle: Bundle) -> OpenSetDecision:
+    """The decision a bundle's fitted thresholds give (:data:`DEFAULT_THRESHOLD` without them).
+
+    What a library caller gets when it passes no decision: the same answers as the command
+    line without options.
+    """
+    fitted = bundle.spec.open_set if bundle.spec is not None else None
+    if fitted is None:
+        return OpenSetDecision(tuple(bundle.labels))
+    return OpenSetDecision(
+        tuple(bundle.labels), threshold=fitted.threshold, per_label=dict(fitted.per_label)
+    )
 
 
 def parse_thresholds(text: str | None) -> dict[str, float]:

@@ -11,7 +11,8 @@ its late fusion across spectrograms (eqs. 20, 23, 24), and :class:`LabelSmoother
 exponential smoothing with hysteresis so that two close scenes do not make the label flicker.
 Then the open-set decision (:mod:`edge_asc.decision`: the label, ``unknown`` or ``quiet``)
 and the events (:mod:`edge_asc.events`) follow from the steady label, its score and the level
-of the newest patch's audio.
+of the newest patch's audio. A patch under the level gate is ``quiet`` and ends the window
+and the smoothing: what a model makes of silence must not decide the label of what follows.
 """
 
 from __future__ import annotations
@@ -219,10 +220,21 @@ class SceneTracker:
         """Add patches in the order given (the engine's); return the scene after each."""
         scenes = []
         for patch in patches:
-            self.window.add([patch])
-            fused, per_kind = self.window.scores()
-            assert fused is not None  # the window holds at least this patch
-            label = self.smoother.update(fused)
+            if self.decision.is_quiet(patch.level_dbfs):
+                # What a model makes of silence is no evidence for the sound that follows:
+                # the label starts afresh after the gate. The scores shown are this patch's.
+                self.window.clear()
+                self.smoother.reset()
+                fused, per_kind = clip_scores(
+                    [patch], self.window.kinds, len(self.labels), self.window.fusion
+                )
+                assert fused is not None
+                label = int(np.argmax(fused))
+            else:
+                self.window.add([patch])
+                fused, per_kind = self.window.scores()
+                assert fused is not None  # the window holds at least this patch
+                label = self.smoother.update(fused)
             score = float(fused[label])
             decision = self.decision.decide(self.labels[label], score, patch.level_dbfs)
             self.last = Scene(

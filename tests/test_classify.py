@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -155,3 +156,21 @@ def test_label_smoother_has_hysteresis() -> None:
     assert set(labels) == {0}  # two close scenes: no flicker
     clear = [smoother.update(np.array([0.1, 0.9])) for _ in range(4)]
     assert clear[-1] == 1 and clear[0] == 0  # a clear change wins after a short hold
+
+
+def test_a_quiet_gap_ends_the_label_and_its_smoothing() -> None:
+    """What the model makes of silence must not hold the label of the sound after it."""
+    from edge_asc.engine import PatchResult
+    from edge_asc.tracker import SceneTracker
+
+    def patch(end: float, probs: list[float], level: float) -> PatchResult:
+        return PatchResult("logmel", 0, end - 1.5, end, 0, np.array(probs), level)
+
+    tracker = SceneTracker(["dog", "rain"], ["logmel"], window_s=3.0, fusion="mean")
+    loud = [patch(1.5 * i, [0.1, 0.9], -20.0) for i in (1, 2)]
+    silence = [patch(1.5 * i, [0.95, 0.05], -np.inf) for i in (3, 4, 5)]
+    after = [patch(1.5 * i, [0.3, 0.7], -25.0) for i in (6, 7)]
+    scenes = tracker.add(loud + silence + after)
+    assert [s.decision for s in scenes] == ["rain", "rain", *["quiet"] * 3, "rain", "rain"]
+    # the silent patches' own scores are shown, and forgotten once the sound is back
+    assert scenes[2].label == "dog" and scenes[5].scores["rain"] == pytest.approx(0.7)

@@ -26,6 +26,7 @@ from edge_asc.decision import (
     DecisionError,
     OpenSetDecision,
     parse_thresholds,
+    stored_decision,
 )
 from edge_asc.events import EventTracker
 
@@ -80,6 +81,19 @@ def test_bundle_thresholds_then_config_then_command_line() -> None:
     assert some.threshold_of("sneezing") == 0.3
 
 
+def test_a_library_caller_gets_the_bundles_thresholds() -> None:
+    """``classify_file`` without a decision answers as the command line without options."""
+    shipped = load_bundle(default_model())
+    assert shipped.spec is not None
+    strict = dataclasses.replace(
+        shipped, spec=dataclasses.replace(shipped.spec, open_set=OpenSet(0.99))
+    )
+    assert stored_decision(strict).threshold == 0.99
+    result = classify_file(RAIN, strict)
+    assert result.label == "rain" and result.decision == UNKNOWN
+    assert {row["decision"] for row in result.timeline} == {UNKNOWN}
+
+
 def _without_thresholds(source: Path, out: Path) -> Path:
     """``source`` as a bundle written before thresholds were stored (schema 2, no open_set)."""
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -100,6 +114,7 @@ def test_a_bundle_without_thresholds_uses_the_documented_defaults(tmp_path: Path
     assert bundle.spec is not None and bundle.spec.open_set is None
     decision = decision_options(bundle, None, None)
     assert (decision.threshold, decision.quiet_dbfs) == (DEFAULT_THRESHOLD, DEFAULT_QUIET_DBFS)
+    assert stored_decision(bundle) == decision
     assert (DEFAULT_THRESHOLD, DEFAULT_QUIET_DBFS) == (0.5, -50.0)
     rain = classify_file(RAIN, bundle, decision=decision)
     assert rain.decision == rain.label == "rain" and rain.level_dbfs > -50

@@ -192,11 +192,11 @@ def decision_options(
         DEFAULT_THRESHOLD,
         OpenSetDecision,
         parse_thresholds,
+        stored_decision,
     )
 
-    fitted = bundle.spec.open_set if bundle.spec is not None else None
-    value = fitted.threshold if fitted is not None else DEFAULT_THRESHOLD
-    labels = dict(fitted.per_label) if fitted is not None else {}
+    stored = stored_decision(bundle)
+    value, labels = stored.threshold, dict(stored.per_label)
     if default is not None:
         value, labels = default, {}
     labels.update(per_label or {})

@@ -46,7 +46,7 @@ AMBIENT_TARGETS = {"rain": "rain", "waves": "sea_waves", "fireplace": "crackling
 """Ambient sources that are the ten classes' own sounds (never trained on): label -> class."""
 METHOD = (
     "background class 'unknown' trained on non-target recordings, plus a threshold on the "
-    "fused (max) score of the best class, fitted for the best mean of in-domain-correct and "
+    "fused ({rule}) score of the best class, fitted for the best mean of in-domain-correct and "
     "non-target-unknown shares on leave-one-fold-out held-out clips of the training data"
 )
 
@@ -321,7 +321,7 @@ def _write_open_set(out: Path, shipped: Rates, folds: list[Fold], rule: str) -> 
     data = {
         "threshold": shipped.threshold,
         "per_label": {},
-        "method": METHOD,
+        "method": METHOD.format(rule=rule),
         "fitted": {
             "folds": [f.fold for f in folds],
             "held_out_clips": int(sum(len(f.truth) for f in folds)),

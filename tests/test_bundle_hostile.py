@@ -266,20 +266,22 @@ def test_patch_spanning_minutes_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real() -> dict[str, Any]:
-    """The shipped bundle's logmel and cqt models (10 classes), opened on both backends."""
+    """The shipped bundle's logmel and cqt models, opened on both backends."""
     from edge_asc.backends.onnx import OnnxModel
     from edge_asc.backends.tflite import TFLiteModel
 
     shipped = load_bundle(DEFAULT)
     logmel, cqt = shipped.models["logmel"], shipped.models["cqt"]
+    tflite = TFLiteModel(logmel.model_bytes, threads=1)
     return {
         "bundle": shipped,
+        "labels": [f"class_{i}" for i in range(tflite.n_classes)],
         "members": {
             "logmel.tflite": logmel.model_bytes,
             "logmel.onnx": logmel.onnx_bytes,
             "cqt.onnx": cqt.onnx_bytes,
         },
-        "tflite": TFLiteModel(logmel.model_bytes, threads=1),
+        "tflite": tflite,
         "onnx": OnnxModel(logmel.onnx_bytes, threads=1),
         "other_onnx": OnnxModel(cqt.onnx_bytes, threads=1),
     }
@@ -297,7 +299,7 @@ def _real_manifest(real: dict[str, Any], labels: list[str], onnx_file: str) -> d
 def _write_real(path: Path, real: dict[str, Any], onnx_file: str = "logmel.onnx") -> Path:
     members = {"logmel.tflite": real["members"]["logmel.tflite"]}
     members[onnx_file] = real["members"][onnx_file]
-    write_bundle(path, _real_manifest(real, list(LABELS), onnx_file), members)
+    write_bundle(path, _real_manifest(real, real["labels"], onnx_file), members)
     return path
 
 
@@ -322,7 +324,8 @@ def test_label_count_other_than_the_model_output(
     with pytest.raises(BundleError) as info:
         member.check_model_io(real["tflite"].input_shape, real["tflite"].n_classes)
     assert str(info.value) == (
-        f"bundle '{path}': the logmel model has 10 outputs, the manifest lists {n_labels} labels"
+        f"bundle '{path}': the logmel model has {len(real['labels'])} outputs, "
+        f"the manifest lists {n_labels} labels"
     )
     # With a stored reference the manifest itself is inconsistent: refused at load.
     manifest = _real_manifest(real, labels, "logmel.onnx")
@@ -333,7 +336,7 @@ def test_label_count_other_than_the_model_output(
 def test_patch_geometry_other_than_the_model_input(tmp_path: Path, real: dict[str, Any]) -> None:
     member = load_bundle(_write_real(tmp_path / "ok.easc", real)).models["logmel"]
     with pytest.raises(BundleError, match=r"takes patches of shape \(128, 64, 1\), the manifest"):
-        member.check_model_io((128, 64, 1), 10)
+        member.check_model_io((128, 64, 1), len(real["labels"]))
 
 
 def test_onnx_copy_swapped_for_another_network(tmp_path: Path, real: dict[str, Any]) -> None:
@@ -351,7 +354,7 @@ def test_onnx_copy_swapped_for_another_network(tmp_path: Path, real: dict[str, A
 def test_stored_outputs_that_disagree_are_refused_at_load(
     tmp_path: Path, real: dict[str, Any]
 ) -> None:
-    manifest = _real_manifest(real, list(LABELS), "logmel.onnx")
+    manifest = _real_manifest(real, real["labels"], "logmel.onnx")
     reference = manifest["spectrograms"]["logmel"]["reference"]
     reference["outputs"]["onnx"] = list(reversed(reference["outputs"]["onnx"]))
     members = {k: v for k, v in real["members"].items() if k != "cqt.onnx"}
@@ -359,8 +362,14 @@ def test_stored_outputs_that_disagree_are_refused_at_load(
     _one_line_refusal(path, "its TFLite and ONNX copies disagree on the reference patch")
 
 
-def test_bundles_without_a_reference_still_load_and_verify(real: dict[str, Any]) -> None:
-    member = load_bundle(DEFAULT).models["logmel"]
+def test_bundles_without_a_reference_still_load_and_verify(
+    tmp_path: Path, real: dict[str, Any]
+) -> None:
+    """Bundles exported before reference outputs were stored."""
+    manifest = _real_manifest(real, real["labels"], "logmel.onnx")
+    del manifest["spectrograms"]["logmel"]["reference"]
+    members = {k: v for k, v in real["members"].items() if k != "cqt.onnx"}
+    member = load_bundle(_raw(tmp_path / "old.easc", manifest, members)).models["logmel"]
     assert member.reference is None
     verify_member(member, real["tflite"], real["onnx"])
 

@@ -22,10 +22,18 @@ EXPECTED = {
 
 def test_shipped_bundle_loads_with_verified_checksums() -> None:
     bundle = load_bundle(default_model())  # checks schema and every member's SHA-256
-    assert len(bundle.labels) == 10 and "rain" in bundle.labels
-    assert set(bundle.models) == {"logmel", "cqt", "gam"}
-    assert bundle.quantization == "int8" and bundle.default_fusion == "max"
+    assert len(bundle.labels) == 11 and {"rain", "unknown"} <= set(bundle.labels)
+    assert set(bundle.models) == {"logmel", "cqt"}
+    assert bundle.quantization == "int8" and bundle.default_fusion == "mean"
     assert default_model().stat().st_size < 15e6
+
+
+def test_shipped_bundle_stores_its_fitted_open_set_threshold() -> None:
+    """The threshold the model card reports, fitted for the fusion rule the bundle uses."""
+    bundle = load_bundle(default_model())
+    fitted = bundle.spec.open_set if bundle.spec is not None else None
+    assert fitted is not None and fitted.threshold == 0.41
+    assert fitted.fitted["fusion"] == bundle.default_fusion
 
 
 def test_classify_examples_with_the_default_model() -> None:
@@ -44,9 +52,11 @@ def test_default_model_on_other_real_clips(esc10_rows, shared_data: Path) -> Non
     from edge_asc.classify import classify_file
 
     bundle = load_bundle(default_model())
-    rows = [r for r in esc10_rows if r["fold"] == "3"][::8]  # 10 clips, one per class
+    rows = [r for r in esc10_rows if r["fold"] == "3"][::2]  # 40 clips, four per class
     correct = sum(
         classify_file(shared_data / "esc10" / r["filename"], bundle).label == r["label"]
         for r in rows
     )
-    assert correct >= 8, f"{correct}/{len(rows)}"
+    # The shipped model labels 95 % of its training clips right (94 % of fold 3); a front-end
+    # or runtime that disagreed with training would fall towards chance (9 %).
+    assert correct >= 32, f"{correct}/{len(rows)}"

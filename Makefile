@@ -12,9 +12,10 @@ CACHE    ?= $(RUNS)/cache
 # the non-target sources of blanket_ambient/), its leave-one-fold-out benchmark and the
 # thresholds fitted on it ------------------------------------------------------------------
 OPEN_SET  = $(RUNS)/open-set
+OPEN_EPOCHS ?= 6
 MANIFEST  = $(OPEN_SET)/manifest.csv
 OPEN_TRAIN = edge-asc train --dataset csv --root $(MANIFEST) --features logmel,cqt \
-            --model cdnn --width 0.25 --epochs 6 --patch-hop 64 --augment \
+            --model cdnn --width 0.25 --epochs $(OPEN_EPOCHS) --patch-hop 64 --augment \
             --learning-rate 1e-3 --lr-schedule cosine --sample-rate 22050 --seed 0 \
             --cache $(CACHE)
 FOLDS     = 1 2 3 4

@@ -189,7 +189,6 @@ def decision_options(
     """
     from edge_asc.decision import (
         DEFAULT_QUIET_DBFS,
-        DEFAULT_THRESHOLD,
         OpenSetDecision,
         parse_thresholds,
         stored_decision,
@@ -205,21 +204,6 @@ def decision_options(
             value, labels = float(threshold), {}
         except ValueError:
             labels.update(parse_thresholds(threshold))
-    return OpenSetDecision(
-        bundle.labels,
-        quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,
-        threshold=value,
-        per_label=labels,
-    )
-
-    value = DEFAULT_THRESHOLD if default is None else default
-    labels = dict(per_label or {})
-    if threshold is not None:
-        value, labels = DEFAULT_THRESHOLD, {}
-        try:
-            value = float(threshold)
-        except ValueError:
-            labels = parse_thresholds(threshold)
     return OpenSetDecision(
         bundle.labels,
         quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_asc.bundle import QUANTIZATIONS
 from edge_asc.errors import EdgeAscError
+from edge_asc.export.integer_form import integer_form
 from edge_asc.export.unrolled_gru import UnrolledBiGRU
 
 # QUANTIZATIONS (one definition, the bundle's): float32: no quantization; float16: float16
@@ -90,6 +91,8 @@ def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> byt
         raise ConversionError(f"unknown quantization {mode!r}; choose from {QUANTIZATIONS}")
     if mode == "int8" and (representative is None or not len(representative)):
         raise ConversionError("int8 quantization needs representative training patches")
+    if mode in ("int8", "dynamic"):
+        model = integer_form(model)  # one XNNPACK partition in int8 (see its module)
     input_shape = (1, *model.input_shape[1:])  # one patch per call, as the device runs it
 
     @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32)])

@@ -72,6 +72,40 @@ def test_every_mode_is_builtin_only_and_close_to_keras(keras_and_patches, mode: 
         assert tflite._input["dtype"] == np.int8  # full integer, input included
 
 
+def test_integer_form_is_the_same_network(keras_and_patches) -> None:
+    """Batch norms and average poolings become depthwise convolutions computing the same."""
+    import keras
+
+    from edge_asc.export.integer_form import integer_form
+
+    _, graph, patches = keras_and_patches
+    rewritten = integer_form(graph)
+    kinds = {type(layer).__name__ for layer in rewritten.layers}
+    assert "AveragePooling2D" not in kinds
+    left = [
+        layer.name
+        for layer in rewritten.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and len(layer.output.shape) == 4
+    ]
+    assert not left, left
+    expected = graph.predict(patches[..., None], verbose=0)
+    got = rewritten.predict(patches[..., None], verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "int8"])
+def test_integer_modes_pool_inside_xnnpack(keras_and_patches, mode: str) -> None:
+    """No quantized AVERAGE_POOL_2D: XNNPACK leaves it out, splitting the int8 graph."""
+    from edge_asc.export.convert import to_tflite
+
+    _, graph, patches = keras_and_patches
+    ops = TFLiteModel(to_tflite(graph, mode, representative=patches), threads=1).op_names()
+    assert "AVERAGE_POOL_2D" not in ops
+    assert "DEPTHWISE_CONV_2D" in ops
+    float_ops = TFLiteModel(to_tflite(graph, "float32"), threads=1).op_names()
+    assert "AVERAGE_POOL_2D" in float_ops  # float32 keeps the layers XNNPACK runs faster
+
+
 def test_unrolled_gru_is_kerass_gru() -> None:
     """The export's step-by-step GRU against Keras's own, on random weights and inputs."""
     import keras

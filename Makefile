@@ -1,5 +1,5 @@
 # Reproduce the models from the real recordings in ../shared/data, and the open-set benchmark.
-# On 2 CPU cores a training run takes 15-40 minutes (far less on a GPU); see
+# On 2 CPU cores a training run takes 15-60 minutes (far less on a GPU); see
 # edge_asc/models/MODEL_CARD.md.
 
 DATA     ?= ../shared/data
@@ -12,7 +12,7 @@ CACHE    ?= $(RUNS)/cache
 # the non-target sources of blanket_ambient/), its leave-one-fold-out benchmark and the
 # thresholds fitted on it ------------------------------------------------------------------
 OPEN_SET  = $(RUNS)/open-set
-OPEN_EPOCHS ?= 6
+OPEN_EPOCHS ?= 12
 MANIFEST  = $(OPEN_SET)/manifest.csv
 OPEN_TRAIN = edge-asc train --dataset csv --root $(MANIFEST) --features logmel,cqt \
             --model cdnn --width 0.25 --epochs $(OPEN_EPOCHS) --patch-hop 64 --augment \

@@ -91,7 +91,7 @@ def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> byt
         raise ConversionError(f"unknown quantization {mode!r}; choose from {QUANTIZATIONS}")
     if mode == "int8" and (representative is None or not len(representative)):
         raise ConversionError("int8 quantization needs representative training patches")
-    if mode in ("int8", "dynamic"):
+    if mode == "int8":
         model = integer_form(model)  # one XNNPACK partition in int8 (see its module)
     input_shape = (1, *model.input_shape[1:])  # one patch per call, as the device runs it
 

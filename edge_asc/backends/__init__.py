@@ -19,13 +19,13 @@ BACKENDS: tuple[str, ...] = ("auto", "tflite", "onnx")
 """``--backend`` choices: ``auto`` is the faster of the two the bundle and the machine allow
 (see :func:`choose_backend`)."""
 
-CLEAR_MARGIN = 1.25
+CLEAR_MARGIN = 1.6
 """On a CPU, ONNX Runtime is chosen unless the export measured it slower than this multiple of
 the TFLite model's time per patch. In the whole pipeline TFLite pays more than its time per
-patch alone (the default C-DNNs: equal per patch at export, yet 0.0069 against 0.0036 of real
-time for the models in ``benchmarks/bench_runtime.py``), so a near tie goes to ONNX Runtime;
-a model that TFLite's int8 kernels run clearly faster (width 1.0: 24 against 36 ms) stays on
-TFLite."""
+patch alone (``benchmarks/bench_runtime.py``): the default's int8 C-DNNs, 1.5x faster than
+their ONNX copies per patch at export, ran at 0.0136 of real time against 0.0093 on ONNX
+Runtime; the width-1.0 joint models, about 2x faster per patch in int8 (17-19 against 33-41
+ms), ran at 0.050 against 0.123. So only a clear lead keeps a model on TFLite."""
 
 __all__ = [
     "BACKENDS",

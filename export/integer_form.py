@@ -27,7 +27,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["integer_form"]
+__all__ = ["batch_norm_affine", "integer_form"]
+
+
+def batch_norm_affine(layer) -> tuple[np.ndarray, np.ndarray]:
+    """A trained batch norm's inference map ``y = x * scale + shift``, per channel.
+
+    Parameters
+    ----------
+    layer : keras.layers.BatchNormalization
+        With or without its learned ``gamma`` (``scale=False``) and ``beta``
+        (``center=False``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``scale`` and ``shift``, float64, one value per channel.
+    """
+    mean = np.asarray(layer.moving_mean.numpy(), np.float64)
+    var = np.asarray(layer.moving_variance.numpy(), np.float64)
+    gamma = np.asarray(layer.gamma.numpy(), np.float64) if layer.scale else np.ones_like(mean)
+    beta = np.asarray(layer.beta.numpy(), np.float64) if layer.center else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + layer.epsilon)
+    return scale, beta - mean * scale
 
 
 def _layers():
@@ -38,7 +60,9 @@ def _layers():
     """
     import keras
 
-    class NormAsDepthwise(keras.layers.DepthwiseConv2D):
+    class LinearAsDepthwise(keras.layers.DepthwiseConv2D):
+        """A batch norm, an average pooling, or both, as one depthwise convolution."""
+
         def call(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
             return super().call(inputs)
 
@@ -48,7 +72,7 @@ def _layers():
         def call(self, inputs: Any, mask: Any = None, training: Any = None) -> Any:
             return inputs
 
-    return NormAsDepthwise, FoldedAway
+    return LinearAsDepthwise, FoldedAway
 
 
 def _consumers(model) -> dict[str, list[Any]]:
@@ -91,9 +115,8 @@ def integer_form(model):
             continue
         if len(layer.output.shape) != 4 or layer.axis not in (-1, 3):
             continue
-        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in layer.get_weights())
-        scale = gamma / np.sqrt(var + layer.epsilon)
-        shift = (beta - mean * scale).astype(np.float32)
+        scale, shift = batch_norm_affine(layer)
+        shift = shift.astype(np.float32)
         after = consumers.get(layer.name, [])
         if len(after) == 1 and pooling(after[0]):
             pool = after[0]

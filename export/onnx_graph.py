@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_asc.errors import EdgeAscError
+from edge_asc.export.integer_form import batch_norm_affine
 
 OPSET = 17
 """ONNX opset written (ONNX Runtime >= 1.11, TensorRT 8.5+)."""
@@ -209,8 +210,7 @@ def _batch_norm(graph: _Graph, layer, name: str, layout: str) -> str:
     if layout == "nchw":  # channels are axis 1 already
         return graph.node("BatchNormalization", inputs, "bn", epsilon=float(layer.epsilon))
     # A channels-last vector or sequence: y = x * scale + shift, the same inference maths.
-    scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
-    shift = beta - layer.moving_mean.numpy() * scale
+    scale, shift = batch_norm_affine(layer)
     scaled = graph.node("Mul", [name, graph.constant("bn_scale", scale.astype(np.float32))], "bn")
     return graph.node("Add", [scaled, graph.constant("bn_shift", shift.astype(np.float32))], "bn")
 

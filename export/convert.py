@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_asc.bundle import QUANTIZATIONS
 from edge_asc.errors import EdgeAscError
+from edge_asc.export.blocked_conv import blocked_wide_convolutions
 from edge_asc.export.integer_form import integer_form
 from edge_asc.export.unrolled_gru import UnrolledBiGRU
 
@@ -93,6 +94,7 @@ def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> byt
         raise ConversionError("int8 quantization needs representative training patches")
     if mode == "int8":
         model = integer_form(model)  # one XNNPACK partition in int8 (see its module)
+    model = blocked_wide_convolutions(model)  # XNNPACK's memory (see its module)
     input_shape = (1, *model.input_shape[1:])  # one patch per call, as the device runs it
 
     @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32)])

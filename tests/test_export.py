@@ -105,6 +105,43 @@ def test_int8_pools_inside_xnnpack(keras_and_patches) -> None:
         assert "AVERAGE_POOL_2D" in TFLiteModel(to_tflite(graph, mode), threads=1).op_names()
 
 
+@pytest.mark.parametrize("taps", [5, 9])
+def test_blocked_kernel_computes_the_same_convolution(taps: int) -> None:
+    """A wide convolution on 2x2 blocks equals the plain one, on random weights and inputs."""
+    import keras
+
+    from edge_asc.export.blocked_conv import blocked_wide_convolutions
+
+    rng = np.random.default_rng(taps)
+    inputs = keras.Input((16, 12, 1))
+    conv = keras.layers.Conv2D(3, taps, padding="same", activation="relu")
+    plain = keras.Model(inputs, conv(inputs))
+    plain.set_weights([rng.normal(size=w.shape).astype("float32") for w in plain.get_weights()])
+    blocked = blocked_wide_convolutions(plain)
+    assert [type(layer).__name__ for layer in blocked.layers][-1] == "BlockedConv2D"
+    x = rng.normal(size=(2, 16, 12, 1)).astype("float32")
+    np.testing.assert_allclose(blocked(x), plain(x), atol=1e-4)
+    three = keras.layers.Conv2D(3, 3, padding="same")  # narrow: its buffer is small, kept
+    assert blocked_wide_convolutions(keras.Model(inputs, three(inputs))).layers[-1] is three
+
+
+def test_blocked_first_convolution_is_exact_in_int8(keras_and_patches, monkeypatch) -> None:
+    """The rewrite keeps every int8 output: same products, same per-channel scales."""
+    import keras
+
+    import edge_asc.export.convert as convert
+
+    _, graph, patches = keras_and_patches
+    assert any(
+        type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9) for layer in graph.layers
+    ), "the tiny run's model should open with the C-DNN's 9x9 convolution"
+    blocked = TFLiteModel(convert.to_tflite(graph, "int8", patches), threads=1)
+    monkeypatch.setattr(convert, "blocked_wide_convolutions", lambda model: model)
+    plain = TFLiteModel(convert.to_tflite(graph, "int8", patches), threads=1)
+    assert "TRANSPOSE" in blocked.op_names() and "TRANSPOSE" not in plain.op_names()
+    np.testing.assert_array_equal(blocked.predict(patches[:8]), plain.predict(patches[:8]))
+
+
 def test_unrolled_gru_is_kerass_gru() -> None:
     """The export's step-by-step GRU against Keras's own, on random weights and inputs."""
     import keras

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = load_bundle(args.model or default_model())
-    if any(m.onnx_bytes is None for m in bundle.models.values()):
+    if not all(m.has_onnx for m in bundle.models.values()):
         raise SystemExit("bench_backends: the bundle has no ONNX models (export with --onnx)")
     rate = next(iter(bundle.models.values())).features.sample_rate
     examples = sorted((REPO / "examples").glob("*.flac"))

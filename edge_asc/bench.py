@@ -163,7 +163,7 @@ def run_bench(
             "macs_per_patch": bundle.models[kind].info["model"].get("macs_per_patch"),
             "macs_per_second": (bundle.models[kind].info["model"].get("macs_per_patch") or 0)
             * patches_per_s,
-            "bytes": len(bundle.models[kind].model_bytes),
+            "bytes": bundle.models[kind].tflite_file.member.bytes,
         }
         for kind in engine.kinds
     }

@@ -733,6 +733,27 @@ def test_onnx_member_round_trips_and_is_optional(tmp_path: Path) -> None:
     assert record["bytes"] == len(ONNX_MEMBERS["logmel.onnx"])
 
 
+def test_loaded_models_are_read_when_opened_and_checked_again(tmp_path: Path) -> None:
+    """A loaded bundle holds no model bytes (a process runs one copy of each model, the
+    TFLite or the ONNX one); reading them later checks them against the verified manifest
+    again, so a bundle replaced on disk in between is refused, not run."""
+    path = tmp_path / "onnx.easc"
+    write_bundle(path, _with_onnx(), ONNX_MEMBERS)
+    bundle = load_bundle(path)
+    logmel = bundle.models["logmel"]
+    assert logmel.has_onnx and not bundle.models["cqt"].has_onnx
+    assert not any(isinstance(v, bytes) for v in vars(logmel).values())
+
+    other = dict(ONNX_MEMBERS, **{"logmel.onnx": b"ONNX another graph " * 25})
+    write_bundle(path, _with_onnx(), other)  # a valid bundle, but not the one loaded
+    assert logmel.model_bytes == MEMBERS["logmel.tflite"]  # unchanged member: still fine
+    with pytest.raises(BundleError, match=r"changed on disk after it was loaded.*logmel\.onnx"):
+        _ = logmel.onnx_bytes
+    path.unlink()
+    with pytest.raises(BundleError, match=r"onnx\.easc"):
+        _ = logmel.model_bytes
+
+
 def test_schema_1_bundles_still_load(tmp_path: Path) -> None:
     manifest = _filled(_manifest(), MEMBERS)
     manifest["schema_version"] = 1

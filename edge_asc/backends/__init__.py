@@ -50,7 +50,7 @@ def choose_backend(bundle: Bundle, kinds: Sequence[str] | None = None) -> str:
     from edge_asc.backends.onnx import gpu_available
 
     members = bundle.select(kinds)
-    if any(m.onnx_bytes is None for m in members.values()):
+    if not all(m.has_onnx for m in members.values()):
         return "tflite"
     if gpu_available():
         return "onnx"
@@ -130,10 +130,10 @@ def open_model(
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "auto":
-        backend = "onnx" if member.onnx_bytes is not None and gpu_available() else "tflite"
+        backend = "onnx" if member.has_onnx and gpu_available() else "tflite"
     if backend == "tflite":
         return TFLiteModel(member.model_bytes, threads=threads)
-    if member.onnx_bytes is None:
+    if not member.has_onnx:
         raise BackendError(
             f"the bundle has no ONNX model for {member.kind!r} (export it again with --onnx)"
         )

@@ -9,12 +9,14 @@ that actually come out against a cap per member and in total, whatever the heade
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -185,29 +187,48 @@ class ArchiveReader:
             If it inflates past its declared size, its cap or what is left of the total,
             or cannot be read (CRC error, corrupt stream).
         """
+        data = bytearray()
+        for chunk in self._inflate(name):
+            data += chunk
+        return bytes(data)
+
+    def digest(self, name: str) -> tuple[str, int]:
+        """SHA-256 (hex) and size of one member, inflated as a stream and not kept.
+
+        The same checks and caps as :meth:`read`; what loading uses to verify the models
+        that it then leaves on disk until they are opened.
+        """
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in self._inflate(name):
+            hasher.update(chunk)
+            size += len(chunk)
+        return hasher.hexdigest(), size
+
+    def _inflate(self, name: str) -> Iterator[bytes]:
         where = self.where
         limit = MAX_MANIFEST_BYTES if name == MANIFEST_NAME else MAX_MEMBER_BYTES
+        done = 0
         try:
             info = self._zip.getinfo(name)
             cap = min(info.file_size, limit, self._left)
-            data = bytearray()
             with self._zip.open(info) as stream:
-                while chunk := stream.read(min(_CHUNK, cap + 1 - len(data))):
-                    data += chunk
-                    if len(data) > cap:
+                while chunk := stream.read(min(_CHUNK, cap + 1 - done)):
+                    done += len(chunk)
+                    if done > cap:
                         raise BundleError(
                             f"{where} is refused: member {name!r} inflates past "
                             f"{cap} bytes (declared {info.file_size}, limit {limit}, "
                             f"{self._left} left of the total)"
                         )
+                    yield chunk
         except BundleError:
             raise
         except _READ_ERRORS as exc:
             raise BundleError(
                 f"{where} is corrupt: member {name!r} cannot be read ({type(exc).__name__}: {exc})"
             ) from exc
-        self._left -= len(data)
-        return bytes(data)
+        self._left -= done
 
 
 def _check_end_record(file: BinaryIO, where: str) -> None:

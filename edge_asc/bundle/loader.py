@@ -1,9 +1,10 @@
 """Loading, writing and signing whole bundles: archive, manifest and signature together.
 
 This is where the parts meet: :func:`load_bundle` opens the archive with its limits, checks
-the manifest, the optional signature (and whether its signer is trusted), then reads every
+the manifest, the optional signature (and whether its signer is trusted), then inflates every
 listed model and compares it with its SHA-256 and size. Only then does the caller get
-:class:`Bundle`, whose models are plain bytes: no interpreter is touched here.
+:class:`Bundle`, whose models stay in the file until they are opened (and are checked
+again then): no interpreter is touched here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from edge_asc.bundle.archive import ArchiveReader, write_archive
 from edge_asc.bundle.common import MANIFEST_NAME, SIGNATURE_NAME, BundleError, names
 from edge_asc.bundle.manifest import Manifest, Member
-from edge_asc.bundle.model import Bundle, BundleModel, _select
+from edge_asc.bundle.model import Bundle, BundleModel, StoredModel, _select
 from edge_asc.bundle.signing import (
     MAX_SIGNATURE_BYTES,
     Signature,
@@ -179,7 +180,9 @@ def load_bundle(
 
     Every member of the archive is checked and every listed model is read in full (within
     the limits of :mod:`edge_asc.bundle.archive`) and compared with its SHA-256 and size,
-    whatever ``kinds`` selects. A signature, when present, is always verified.
+    whatever ``kinds`` selects. A signature, when present, is always verified. The models
+    are not kept in memory: each is read, and checked, again when it is opened
+    (:attr:`BundleModel.model_bytes`, :attr:`BundleModel.onnx_bytes`).
 
     Parameters
     ----------
@@ -217,7 +220,7 @@ def load_bundle(
             listed = [m.file for s in spec.spectrograms.values() for m in s.members]
             archive.check_members(listed, (MANIFEST_NAME, SIGNATURE_NAME))
             signature = _check_signature(archive, manifest_bytes, trusted, where)
-            contents = {name: archive.read(name) for name in listed}
+            found = {name: archive.digest(name) for name in listed}
     except zipfile.BadZipFile as exc:
         raise BundleError(
             f"{where} is not a valid bundle (not a zip file, or truncated: {exc})"
@@ -228,24 +231,24 @@ def load_bundle(
     models: dict[str, BundleModel] = {}
     for kind, entry in spec.spectrograms.items():
         for member in entry.members:
-            actual = Member.of(member.file, contents[member.file])
-            if actual.bytes != member.bytes:
+            sha256, size = found[member.file]
+            if size != member.bytes:
                 raise BundleError(
-                    f"{where} has been tampered with: {member.file!r} is {actual.bytes} bytes, "
+                    f"{where} has been tampered with: {member.file!r} is {size} bytes, "
                     f"the manifest says {member.bytes}"
                 )
-            if actual.sha256 != member.sha256:
+            if sha256 != member.sha256:
                 raise BundleError(
                     f"{where} has been tampered with: the SHA-256 of {member.file!r} does "
                     "not match the manifest"
                 )
         models[kind] = BundleModel(
             kind=kind,
-            model_bytes=contents[entry.tflite.file],
+            tflite_file=StoredModel(bundle_path, entry.tflite),
             features=entry.features,
             norm=entry.norm,
             info=manifest["spectrograms"][kind],
-            onnx_bytes=contents[entry.onnx.file] if entry.onnx is not None else None,
+            onnx_file=StoredModel(bundle_path, entry.onnx) if entry.onnx is not None else None,
             frames=spec.patch.frames,
             labels=spec.labels,
             quantization=spec.quantization,

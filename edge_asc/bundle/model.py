@@ -1,6 +1,10 @@
 """What loading a bundle gives the runtime: :class:`Bundle` and one :class:`BundleModel` each.
 
-Model bytes stay plain bytes here; the runtime opens them with an interpreter and then calls
+Loading has checked every model against its SHA-256, but keeps none of them in memory: a
+model's bytes are read again from the archive (and checked again) when the runtime opens it
+(:class:`StoredModel`). A bundle carries a TFLite and an ONNX copy of each model and a
+process runs one of them; holding both cost the five-model bundle ~100 MB of ONNX it never
+ran. The runtime opens the bytes with an interpreter and then calls
 :meth:`BundleModel.check_model_io` (cheap) and :func:`edge_asc.bundle.verify_member` (one
 inference) so that a model that does not fit its manifest is refused before audio reaches it.
 """
@@ -12,11 +16,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_asc.bundle.archive import ArchiveReader
 from edge_asc.bundle.common import BundleError
-from edge_asc.bundle.manifest import Manifest
+from edge_asc.bundle.manifest import Manifest, Member
 from edge_asc.bundle.reference import Reference
 from edge_asc.bundle.signing import Signature
 from edge_asc.features import FeatureConfig, NormStats
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model file inside a bundle, verified at load and read only when it is opened.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The bundle file.
+    member : Member
+        The manifest's record of the file (name, SHA-256, size).
+    """
+
+    path: Path
+    member: Member
+
+    def read(self) -> bytes:
+        """The model's bytes, checked against the manifest again.
+
+        Raises
+        ------
+        BundleError
+            If the bundle can no longer be read, or the file changed on disk since it was
+            loaded (the member no longer matches the manifest that was verified).
+        """
+        where = f"bundle '{self.path}'"
+        with ArchiveReader(self.path, where) as archive:
+            if self.member.file not in archive.names:
+                raise BundleError(
+                    f"{where} changed on disk after it was loaded: {self.member.file!r} is "
+                    "gone; load it again"
+                )
+            data = archive.read(self.member.file)
+        if Member.of(self.member.file, data) != self.member:
+            raise BundleError(
+                f"{where} changed on disk after it was loaded: {self.member.file!r} no longer "
+                "matches its manifest; load it again"
+            )
+        return data
 
 
 @dataclass(frozen=True)
@@ -27,17 +72,17 @@ class BundleModel:
     ----------
     kind : str
         Spectrogram kind (one of :data:`edge_asc.features.KINDS`).
-    model_bytes : bytes
-        The TFLite flatbuffer, verified against the manifest's SHA-256 and size.
+    tflite_file : StoredModel
+        The TFLite flatbuffer in the bundle (:attr:`model_bytes` reads it).
     features : FeatureConfig
         The front-end the model was trained on.
     norm : NormStats
         Per-bin normalisation applied to its spectrogram before the model.
     info : dict
         The manifest entry of this spectrogram (file, sha256, bytes, model, accuracy, ...).
-    onnx_bytes : bytes or None
-        The same network as an ONNX model (float32), verified likewise; ``None`` when the
-        bundle has none.
+    onnx_file : StoredModel or None
+        The same network as an ONNX model (float32; :attr:`onnx_bytes` reads it), ``None``
+        when the bundle has none.
     frames : int
         Frames per input patch (the manifest's patch geometry).
     labels : tuple of str
@@ -51,16 +96,31 @@ class BundleModel:
     """
 
     kind: str
-    model_bytes: bytes = field(repr=False)
+    tflite_file: StoredModel = field(repr=False)
     features: FeatureConfig
     norm: NormStats = field(repr=False)
     info: dict[str, Any] = field(repr=False)
-    onnx_bytes: bytes | None = field(default=None, repr=False)
+    onnx_file: StoredModel | None = field(default=None, repr=False)
     frames: int = 128
     labels: tuple[str, ...] = field(default=(), repr=False)
     quantization: str = "float32"
     reference: Reference | None = field(default=None, repr=False)
     path: Path | None = None
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The TFLite flatbuffer, read from the bundle and verified (each access reads)."""
+        return self.tflite_file.read()
+
+    @property
+    def onnx_bytes(self) -> bytes | None:
+        """The ONNX model, read from the bundle and verified; ``None`` when there is none."""
+        return self.onnx_file.read() if self.onnx_file is not None else None
+
+    @property
+    def has_onnx(self) -> bool:
+        """Whether the bundle holds an ONNX copy of this model (without reading it)."""
+        return self.onnx_file is not None
 
     def check_model_io(self, input_shape: Sequence[int], n_classes: int) -> None:
         """Check an opened model's input and output sizes against the manifest.

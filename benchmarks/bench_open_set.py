@@ -12,6 +12,10 @@ leave-one-fold-out runs ``fold-1`` ... ``fold-4`` (run k never trained on fold k
 on fold k's non-target sources) and prints:
 
 * clip accuracy per fold and mean, per spectrogram and fused (closed set: the best of the ten);
+* for every fusion rule and evidence (:data:`edge_asc.decision.EVIDENCE`: the best class's
+  fused score, or its score against the class ``unknown``'s), the held-out and pooled shares;
+  the pair with the best held-out balanced share is shipped unless ``--fusion`` or
+  ``--evidence`` says otherwise;
 * with the threshold applied to fold k fitted on the other folds' held-out scores only: the
   share of in-domain clips labelled correctly, and of non-target clips labelled ``unknown``
   (ambient sources and ``nontarget/`` separately);
@@ -21,7 +25,8 @@ on fold k's non-target sources) and prints:
   in the ambient recordings (rain, waves, fireplace; never trained on).
 
 It writes the threshold fitted on all four folds' held-out scores (training data only: the
-shipped model is trained on all of them) as JSON for ``edge-asc export --open-set``.
+shipped model is trained on all of them), with its fusion rule and evidence, as JSON for
+``edge-asc export --open-set``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_asc.decision import UNKNOWN
+from edge_asc.decision import EVIDENCE, UNKNOWN
 from edge_asc.fusion import fuse
 from edge_asc.text import text_table
 from edge_asc.train.open_set import NonTarget, Rates, fit_threshold, rates, write_manifest
@@ -44,11 +49,22 @@ RULES = ("max", "mean", "prod")
 AMBIENT = "blanket_ambient"
 AMBIENT_TARGETS = {"rain": "rain", "waves": "sea_waves", "fireplace": "crackling_fire"}
 """Ambient sources that are the ten classes' own sounds (never trained on): label -> class."""
-METHOD = (
-    "background class 'unknown' trained on non-target recordings, plus a threshold on the "
-    "fused ({rule}) score of the best class, fitted for the best mean of in-domain-correct and "
-    "non-target-unknown shares on leave-one-fold-out held-out clips of the training data"
+_FIT = (
+    "fitted for the best mean of in-domain-correct and non-target-unknown shares on "
+    "leave-one-fold-out held-out clips of the training data"
 )
+METHOD = {
+    "top": "background class 'unknown' trained on non-target recordings, plus a threshold on "
+    "the fused ({rule}) score of the best class, " + _FIT,
+    "vs_unknown": "background class 'unknown' trained on non-target recordings, plus a "
+    "threshold on the best class's fused ({rule}) score against the background class's, "
+    "s / (s + s_unknown), " + _FIT,
+}
+ROC_GRID = {
+    "top": np.round(np.arange(0.0, 0.95, 0.1), 2),
+    "vs_unknown": np.array([0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]),
+}
+"""Thresholds of the ROC-style table, per evidence (``vs_unknown`` sits near 1)."""
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
@@ -209,49 +225,61 @@ def cmd_table(args: argparse.Namespace) -> None:
     rows.append(["mean", *[f"{m:.1f}" for m in means]])
     print(_table(["fold", *kinds, *(f"fused {r}" for r in RULES)], rows))
 
-    print("\nFusion rule for the open set: threshold fitted on all folds' held-out clips (%)")
+    print(
+        "\nFusion rule and evidence for the open set: threshold fitted on the other folds "
+        "(held out) and on all folds' held-out clips (pooled), %"
+    )
+    evidences = [e for e in EVIDENCE if e == "top" or UNKNOWN in labels]
     choice = []
     for rule in RULES:
         for f in folds:
             f.use(rule)
-        fit = fit_threshold(*_pooled(folds), labels)
-        choice.append((fit.balanced, rule, fit))
+        for evidence in evidences:
+            held_out = np.nanmean([_held_out(f, folds, labels, evidence)[1:] for f in folds], 0)
+            fit = fit_threshold(*_pooled(folds), labels, evidence)
+            choice.append((float(np.mean(held_out)), rule, evidence, held_out, fit))
     print(
         _table(
-            ["fusion", "threshold", "in-domain correct", "non-target unknown", "balanced"],
+            [
+                "fusion",
+                "evidence",
+                "held-out in-domain correct",
+                "held-out non-target unknown",
+                "held-out balanced",
+                "pooled threshold",
+                "pooled in-domain",
+                "pooled non-target",
+            ],
             [
                 [
                     r,
-                    f"{x.threshold:.2f}",
+                    e,
+                    _pct(h[0]),
+                    _pct(h[1]),
+                    _pct(b),
+                    f"{x.threshold:.3f}",
                     _pct(x.in_domain_correct),
                     _pct(x.non_target_unknown),
-                    _pct(b),
                 ]
-                for b, r, x in choice
+                for b, r, e, h, x in choice
             ],
         )
     )
-    rule = args.fusion if args.fusion != "auto" else max(choice, key=lambda c: c[0])[1]
+    best = max(choice, key=lambda c: c[0])
+    rule = args.fusion if args.fusion != "auto" else best[1]
+    evidence = args.evidence if args.evidence != "auto" else best[2]
     for f in folds:
         f.use(rule)
-    print(f"shipped rule: {rule}")
+    print(f"shipped: fusion {rule}, evidence {evidence}")
 
     print("\nOpen set, threshold for fold k fitted on the other folds' held-out clips (%)")
     rows = []
     for f in folds:
-        others = [g for g in folds if g is not f] or [f]  # one fold only: not held out
-        fitted = fit_threshold(*_pooled(others), labels)
-        here = rates(f.fused, f.truth, labels, fitted.threshold)
-        amb = rates(
-            *f.subset(f.ambient | np.array([t != UNKNOWN for t in f.truth])),
-            labels,
-            fitted.threshold,
-        )
-        own = rates(*f.subset(~f.ambient), labels, fitted.threshold)
+        threshold, here, amb, own = _held_out(f, folds, labels, evidence, detail=True)
         rows.append(
             [
                 str(f.fold),
-                f"{fitted.threshold:.2f}",
+                f"{threshold:.3f}",
                 _pct(here.in_domain_correct),
                 _pct(amb.non_target_unknown),
                 _pct(own.non_target_unknown),
@@ -274,22 +302,24 @@ def cmd_table(args: argparse.Namespace) -> None:
         )
     )
 
-    shipped = fit_threshold(*_pooled(folds), labels)
+    shipped = fit_threshold(*_pooled(folds), labels, evidence)
     print("\nROC-style, pooled over the folds' held-out clips (%)")
-    grid = sorted({*np.round(np.arange(0.0, 0.95, 0.1), 2), shipped.threshold})
+    steps = ROC_GRID[evidence]
+    grid = sorted({*steps, shipped.threshold})
     table = []
     for t in grid:
-        r_all = rates(*_pooled(folds), labels, t)
-        r_amb = rates(*_pooled(folds, lambda f: f.ambient), labels, t)
+        r_all = rates(*_pooled(folds), labels, t, evidence)
+        r_amb = rates(*_pooled(folds, lambda f: f.ambient), labels, t, evidence)
         r_own = rates(
             *_pooled(folds, lambda f: ~f.ambient & np.array([x == UNKNOWN for x in f.truth])),
             labels,
             t,
+            evidence,
         )
         mark = " (shipped)" if t == shipped.threshold else ""
         table.append(
             [
-                f"{t:.2f}{mark}",
+                f"{t:.3f}{mark}",
                 _pct(r_all.in_domain_correct),
                 _pct(r_amb.non_target_unknown),
                 _pct(r_own.non_target_unknown),
@@ -314,14 +344,28 @@ def cmd_table(args: argparse.Namespace) -> None:
         )
 
     if args.out:
-        _write_open_set(Path(args.out), shipped, folds, rule)
+        _write_open_set(Path(args.out), shipped, folds, rule, evidence)
 
 
-def _write_open_set(out: Path, shipped: Rates, folds: list[Fold], rule: str) -> None:
+def _held_out(f: Fold, folds: list[Fold], labels: list[str], evidence: str, detail=False):
+    """Fold ``f``'s rates at the threshold fitted on the other folds' held-out clips."""
+    others = [g for g in folds if g is not f] or [f]  # one fold only: not held out
+    fitted = fit_threshold(*_pooled(others), labels, evidence)
+    here = rates(f.fused, f.truth, labels, fitted.threshold, evidence)
+    if not detail:
+        return fitted.threshold, here.in_domain_correct, here.non_target_unknown
+    inside = np.array([t != UNKNOWN for t in f.truth])
+    amb = rates(*f.subset(f.ambient | inside), labels, fitted.threshold, evidence)
+    own = rates(*f.subset(~f.ambient), labels, fitted.threshold, evidence)
+    return fitted.threshold, here, amb, own
+
+
+def _write_open_set(out: Path, shipped: Rates, folds: list[Fold], rule: str, evidence: str) -> None:
     data = {
         "threshold": shipped.threshold,
         "per_label": {},
-        "method": METHOD.format(rule=rule),
+        "evidence": evidence,
+        "method": METHOD[evidence].format(rule=rule),
         "fitted": {
             "folds": [f.fold for f in folds],
             "held_out_clips": int(sum(len(f.truth) for f in folds)),
@@ -347,7 +391,10 @@ def main() -> None:
     t.add_argument("--runtime", action="store_true", help="runtime checks on the shipped model")
     t.add_argument("--data", default="../shared/data")
     t.add_argument(
-        "--fusion", default="auto", help="max, mean, prod, or auto (best balanced share)"
+        "--fusion", default="auto", help="max, mean, prod, or auto (best held-out balanced share)"
+    )
+    t.add_argument(
+        "--evidence", default="auto", help="top, vs_unknown, or auto (best held-out balanced share)"
     )
     args = parser.parse_args()
     cmd_manifest(args) if args.command == "manifest" else cmd_table(args)

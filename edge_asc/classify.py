@@ -200,7 +200,7 @@ def classify_file(
     return FileResult(
         path=str(path),
         label=label,
-        decision=tracker.decision.decide(label, float(np.max(fused)), level),
+        decision=tracker.decision.decide(label, tracker.decision.evidence_for(label, fused), level),
         level_dbfs=level,
         scores=_labelled(fused, labels),
         per_spectrogram={k: _labelled(v, labels) for k, v in per_kind.items()},

@@ -236,7 +236,8 @@ class SceneTracker:
                 assert fused is not None  # the window holds at least this patch
                 label = self.smoother.update(fused)
             score = float(fused[label])
-            decision = self.decision.decide(self.labels[label], score, patch.level_dbfs)
+            evidence = self.decision.evidence_for(self.labels[label], fused)
+            decision = self.decision.decide(self.labels[label], evidence, patch.level_dbfs)
             self.last = Scene(
                 end_s=patch.end_s,
                 label=self.labels[label],

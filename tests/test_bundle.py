@@ -310,11 +310,11 @@ def test_refuses_missing_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("version", "fragments"),
     [
-        (4, ("schema version 4", "reads version 1, 2 or 3", "upgrade edge-asc")),
-        (0, ("schema version 0", "reads version 1, 2 or 3", "re-export")),
-        ("1", ("schema version '1'", "reads version 1, 2 or 3")),
-        (True, ("schema version True", "reads version 1, 2 or 3")),
-        (None, ("schema version None", "reads version 1, 2 or 3")),
+        (5, ("schema version 5", "reads version 1, 2, 3 or 4", "upgrade edge-asc")),
+        (0, ("schema version 0", "reads version 1, 2, 3 or 4", "re-export")),
+        ("1", ("schema version '1'", "reads version 1, 2, 3 or 4")),
+        (True, ("schema version True", "reads version 1, 2, 3 or 4")),
+        (None, ("schema version None", "reads version 1, 2, 3 or 4")),
     ],
 )
 def test_refuses_other_schema_versions(

@@ -62,6 +62,44 @@ def test_level_gate_then_per_label_thresholds() -> None:
     assert background.decide(UNKNOWN, 0.99, -70.0) == QUIET
 
 
+def test_evidence_against_the_background_class() -> None:
+    """``vs_unknown``: the label's score against the background class's, not its own alone."""
+    labels = ("dog", "rain", UNKNOWN)
+    decision = OpenSetDecision(labels, threshold=0.9, evidence="vs_unknown")
+    unsure = np.array([0.6, 0.1, 0.3])  # dog leads, but the background class is strong
+    torn = np.array([0.6, 0.39, 0.01])  # dog or rain, but certainly one of the ten
+    assert decision.evidence_for("dog", unsure) == pytest.approx(0.6 / 0.9)
+    assert decision.evidence_for("dog", torn) == pytest.approx(0.6 / 0.61)
+    assert decision.decide("dog", decision.evidence_for("dog", unsure), -20.0) == UNKNOWN
+    assert decision.decide("dog", decision.evidence_for("dog", torn), -20.0) == "dog"
+    top = OpenSetDecision(labels, threshold=0.9)  # the label's own score: both unknown
+    assert top.evidence_for("dog", torn) == 0.6
+    assert top.decide("dog", top.evidence_for("dog", torn), -20.0) == UNKNOWN
+    closed = OpenSetDecision(LABELS, evidence="vs_unknown")  # no background class
+    assert closed.evidence_for("rain", np.array([0.2, 0.8])) == 0.8
+    assert decision.evidence_for(UNKNOWN, unsure) == 0.3
+    with pytest.raises(DecisionError, match="unknown evidence"):
+        OpenSetDecision(labels, evidence="energy")
+
+
+def test_stored_evidence_is_checked_and_loaded() -> None:
+    """The bundle says what its thresholds apply to; an old one means the label's score."""
+    from edge_asc.bundle.common import SchemaViolation
+
+    labels = ("dog", UNKNOWN)
+    assert OpenSet.from_dict({"threshold": 0.5}, labels).evidence == "top"
+    stored = OpenSet.from_dict({"threshold": 0.98, "evidence": "vs_unknown"}, labels)
+    assert stored.to_dict()["evidence"] == "vs_unknown"
+    with pytest.raises(SchemaViolation, match="evidence"):
+        OpenSet.from_dict({"threshold": 0.5, "evidence": "energy"}, labels)
+    with pytest.raises(SchemaViolation, match="needs a class 'unknown'"):
+        OpenSet.from_dict({"threshold": 0.5, "evidence": "vs_unknown"}, ("dog", "rain"))
+    shipped = load_bundle(default_model())
+    assert shipped.spec is not None and shipped.spec.open_set is not None
+    assert stored_decision(shipped).evidence == shipped.spec.open_set.evidence
+    assert decision_options(shipped, None, "0.5").evidence == shipped.spec.open_set.evidence
+
+
 def test_bundle_thresholds_then_config_then_command_line() -> None:
     """Each layer overrides the one before; a bundle's fitted thresholds are the start."""
     shipped = load_bundle(default_model())
@@ -85,10 +123,11 @@ def test_a_library_caller_gets_the_bundles_thresholds() -> None:
     """``classify_file`` without a decision answers as the command line without options."""
     shipped = load_bundle(default_model())
     assert shipped.spec is not None
+    # No window of this clip scores 1 exactly: a threshold of 1 makes every answer unknown.
     strict = dataclasses.replace(
-        shipped, spec=dataclasses.replace(shipped.spec, open_set=OpenSet(0.99))
+        shipped, spec=dataclasses.replace(shipped.spec, open_set=OpenSet(1.0))
     )
-    assert stored_decision(strict).threshold == 0.99
+    assert stored_decision(strict).threshold == 1.0
     result = classify_file(RAIN, strict)
     assert result.label == "rain" and result.decision == UNKNOWN
     assert {row["decision"] for row in result.timeline} == {UNKNOWN}
@@ -130,8 +169,9 @@ def test_a_bundle_without_thresholds_uses_the_documented_defaults(tmp_path: Path
 
 
 def test_per_label_override_from_the_command_line() -> None:
+    # rain's evidence on this clip is below 1: a threshold of 1 makes it unknown
     strict = runner.invoke(
-        app, ["classify", str(RAIN), "--threshold", "rain=0.99", "--format", "json"]
+        app, ["classify", str(RAIN), "--threshold", "rain=1", "--format", "json"]
     )
     assert strict.exit_code == 0, strict.output
     line = json.loads(strict.stdout)

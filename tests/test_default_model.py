@@ -24,7 +24,7 @@ def test_shipped_bundle_loads_with_verified_checksums() -> None:
     bundle = load_bundle(default_model())  # checks schema and every member's SHA-256
     assert len(bundle.labels) == 11 and {"rain", "unknown"} <= set(bundle.labels)
     assert set(bundle.models) == {"logmel", "cqt"}
-    assert bundle.quantization == "int8" and bundle.default_fusion == "mean"
+    assert bundle.quantization == "int8" and bundle.default_fusion == "prod"
     assert default_model().stat().st_size < 15e6
 
 
@@ -32,7 +32,8 @@ def test_shipped_bundle_stores_its_fitted_open_set_threshold() -> None:
     """The threshold the model card reports, fitted for the fusion rule the bundle uses."""
     bundle = load_bundle(default_model())
     fitted = bundle.spec.open_set if bundle.spec is not None else None
-    assert fitted is not None and fitted.threshold == 0.61
+    assert fitted is not None and fitted.threshold == 0.98
+    assert fitted.evidence == "vs_unknown"  # the best class against the background class
     assert fitted.fitted["fusion"] == bundle.default_fusion
 
 

@@ -25,8 +25,11 @@ import numpy as np
 from edge_asc.decision import UNKNOWN, OpenSetDecision
 from edge_asc.files import atomic_output
 
-THRESHOLD_GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
-"""Thresholds tried by :func:`fit_threshold`."""
+THRESHOLD_GRID = np.unique(
+    np.round(np.concatenate([np.arange(0.0, 1.0001, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3)
+)
+"""Thresholds tried by :func:`fit_threshold` (finer near 1, where ``vs_unknown`` evidence of
+a product fusion sits)."""
 
 
 @dataclass(frozen=True)
@@ -133,19 +136,27 @@ class Rates:
         return (self.in_domain_correct + self.non_target_unknown) / 2
 
 
-def decisions(fused: np.ndarray, labels: Sequence[str], threshold: float) -> list[str]:
+def decisions(
+    fused: np.ndarray, labels: Sequence[str], threshold: float, evidence: str = "top"
+) -> list[str]:
     """The runtime's rule on fused clip scores: top label, or ``unknown`` (background or weak).
 
     The runtime's own :class:`~edge_asc.decision.OpenSetDecision`, at a level above its gate.
     """
-    rule = OpenSetDecision(tuple(labels), threshold=threshold)
-    top = np.argmax(fused, axis=1)
-    score = fused[np.arange(len(fused)), top]
-    return [rule.decide(labels[t], float(s), 0.0) for t, s in zip(top, score, strict=True)]
+    rule = OpenSetDecision(tuple(labels), threshold=threshold, evidence=evidence)
+    said = []
+    for row in fused:
+        label = labels[int(np.argmax(row))]
+        said.append(rule.decide(label, rule.evidence_for(label, row), 0.0))
+    return said
 
 
 def rates(
-    fused: np.ndarray, truth: Sequence[str], labels: Sequence[str], threshold: float
+    fused: np.ndarray,
+    truth: Sequence[str],
+    labels: Sequence[str],
+    threshold: float,
+    evidence: str = "top",
 ) -> Rates:
     """In-domain clips labelled correctly, and non-target clips labelled ``unknown``.
 
@@ -158,9 +169,11 @@ def rates(
     labels : sequence of str
         The model's classes (may include ``unknown``).
     threshold : float
-        Score the top target label needs.
+        Evidence the top target label needs.
+    evidence : str
+        What the threshold applies to (:data:`edge_asc.decision.EVIDENCE`).
     """
-    said = decisions(fused, labels, threshold)
+    said = decisions(fused, labels, threshold, evidence)
     inside = [s == t for s, t in zip(said, truth, strict=True) if t != UNKNOWN]
     outside = [s == UNKNOWN for s, t in zip(said, truth, strict=True) if t == UNKNOWN]
     return Rates(
@@ -170,11 +183,13 @@ def rates(
     )
 
 
-def fit_threshold(fused: np.ndarray, truth: Sequence[str], labels: Sequence[str]) -> Rates:
+def fit_threshold(
+    fused: np.ndarray, truth: Sequence[str], labels: Sequence[str], evidence: str = "top"
+) -> Rates:
     """The threshold with the best balanced share on these (held-out) clips; lowest on ties."""
     best: Rates | None = None
     for t in THRESHOLD_GRID:
-        r = rates(fused, truth, labels, float(t))
+        r = rates(fused, truth, labels, float(t), evidence)
         if best is None or r.balanced > best.balanced + 1e-12:
             best = r
     assert best is not None

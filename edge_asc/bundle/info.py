@@ -171,4 +171,5 @@ def _open_set(bundle: Bundle) -> str:
     if fitted is None:
         return f"{DEFAULT_THRESHOLD:g} (none fitted; the documented default)"
     per_label = ", ".join(f"{k} {v:g}" for k, v in fitted.per_label.items())
-    return f"{fitted.threshold:g} (fitted)" + (f"; per label: {per_label}" if per_label else "")
+    on = "" if fitted.evidence == "top" else f" on {fitted.evidence} evidence"
+    return f"{fitted.threshold:g} (fitted{on})" + (f"; per label: {per_label}" if per_label else "")

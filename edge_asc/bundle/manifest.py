@@ -29,14 +29,15 @@ from edge_asc.bundle.common import (
     short,
 )
 from edge_asc.bundle.reference import Reference, check_agreement
+from edge_asc.decision import EVIDENCE, UNKNOWN
 from edge_asc.features import KINDS, FeatureConfig, FeatureConfigError, NormStats
 from edge_asc.fusion import FUSION_RULES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The manifest schema this edge-asc writes (version 2 added the optional ``onnx`` member,
-version 3 the optional ``open_set`` thresholds)."""
+version 3 the optional ``open_set`` thresholds, version 4 their ``evidence``)."""
 
-READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3)
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2, 3, 4)
 """Manifest schema versions this edge-asc loads."""
 
 BUNDLE_FORMAT = "edge-asc-bundle"
@@ -64,7 +65,8 @@ _TOP_KEYS = frozenset(
     {"format", "schema_version", "labels", "default_fusion", "quantization", "patch"}
     | {"spectrograms", "evaluation", "provenance", "open_set"}
 )
-_OPEN_SET_KEYS = frozenset({"threshold", "per_label", "method", "fitted"})
+_OPEN_SET_KEYS = frozenset({"threshold", "per_label", "method", "fitted", "evidence"})
+
 _ENTRY_KEYS = frozenset(
     {"file", "sha256", "bytes", "features", "norm", "model", "accuracy", "onnx", "reference"}
 )
@@ -194,19 +196,23 @@ class OpenSet:
     Attributes
     ----------
     threshold : float
-        Fused score the top label needs (0-1).
+        Evidence the top label needs (0-1).
     per_label : dict of str to float
         Thresholds of single labels.
     method : str
         How they were fitted, in words.
     fitted : dict
         Free-form measurements of the fit (shown by ``edge-asc info``).
+    evidence : str
+        What the thresholds apply to (:data:`edge_asc.decision.EVIDENCE`); ``top`` (the
+        label's fused score) when absent, as in bundles before schema version 4.
     """
 
     threshold: float
     per_label: dict[str, float] = field(default_factory=dict)
     method: str = ""
     fitted: dict[str, Any] = field(default_factory=dict)
+    evidence: str = "top"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -215,6 +221,7 @@ class OpenSet:
             "per_label": dict(self.per_label),
             "method": self.method,
             "fitted": dict(self.fitted),
+            "evidence": self.evidence,
         }
 
     @classmethod
@@ -239,11 +246,17 @@ class OpenSet:
         method, fitted = data.get("method", ""), data.get("fitted", {})
         if not isinstance(method, str) or not isinstance(fitted, dict):
             bad("open_set 'method' must be text and 'fitted' an object")
+        evidence = data.get("evidence", "top")
+        if evidence not in EVIDENCE:
+            bad(f"open_set 'evidence' must be one of {', '.join(EVIDENCE)}, got {short(evidence)}")
+        if evidence != "top" and UNKNOWN not in labels:
+            bad(f"open_set 'evidence' {evidence!r} needs a class {UNKNOWN!r}")
         return cls(
             float(data["threshold"]),
             {k: float(v) for k, v in per_label.items()},
             method,
             fitted,
+            evidence,
         )
 
 

@@ -163,8 +163,9 @@ QuietOption = Annotated[
 ThresholdOption = Annotated[
     str | None,
     typer.Option(
-        help="Score a label needs, else 'unknown' (default: the bundle's fitted thresholds): "
-        "one number, or per label 'dog=0.7,rain=0.4'."
+        help="Evidence a label needs, else 'unknown' (default: the bundle's fitted thresholds; "
+        "on the score the bundle's thresholds apply to, see 'edge-asc info'): one number, or "
+        "per label 'dog=0.7,rain=0.4'."
     ),
 ]
 MaxNotHeardOption = Annotated[
@@ -209,4 +210,5 @@ def decision_options(
         quiet_dbfs=DEFAULT_QUIET_DBFS if quiet_dbfs is None else quiet_dbfs,
         threshold=value,
         per_label=labels,
+        evidence=stored.evidence,
     )

@@ -464,7 +464,7 @@ def test_shipped_listen_config_is_valid_with_and_without_its_examples() -> None:
     settings = load_config(full)
     assert [s.name for s in settings.sources] == ["garden", "driveway"]
     assert settings.mqtt is not None and settings.mqtt.sensor_id == "garden-pi"
-    assert settings.metrics == "127.0.0.1:9108" and settings.thresholds == {"dog": 0.7}
+    assert settings.metrics == "127.0.0.1:9108" and settings.thresholds == {"dog": 0.99}
     assert settings.events is not None and settings.events.db == "/var/lib/edge-asc/events.db"
     assert settings.web is not None and settings.web.token
 

@@ -58,6 +58,7 @@ class FileResult:
     duration_s: float
     timeline: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    evidence: float = float("nan")
 
     def to_dict(self, timeline: bool = False, events: bool = False) -> dict[str, Any]:
         """JSON-ready form (one line per file in ``--format json``)."""
@@ -66,6 +67,7 @@ class FileResult:
             "decision": self.decision,
             "label": self.label,
             "score": self.scores[self.label],
+            "evidence": round(self.evidence, 6) if math.isfinite(self.evidence) else None,
             "scores": self.scores,
             "per_spectrogram": self.per_spectrogram,
             "patches": self.patches,
@@ -197,10 +199,12 @@ def classify_file(
     label = labels[int(np.argmax(fused))]
     mean_square = sum_squares / max(engine.samples_in, 1)
     level = 10 * math.log10(mean_square) if mean_square > 0 else -math.inf
+    evidence = tracker.decision.evidence_for(label, fused)
     return FileResult(
         path=str(path),
         label=label,
-        decision=tracker.decision.decide(label, tracker.decision.evidence_for(label, fused), level),
+        decision=tracker.decision.decide(label, evidence, level),
+        evidence=evidence,
         level_dbfs=level,
         scores=_labelled(fused, labels),
         per_spectrogram={k: _labelled(v, labels) for k, v in per_kind.items()},
@@ -226,5 +230,6 @@ def _timeline_row(scene: Scene, window_s: float) -> dict[str, Any]:
         "decision": scene.decision,
         "label": scene.label,
         "score": round(scene.score, 6),
+        "evidence": round(scene.evidence, 6),
         "window_label": scene.window_label,
     }

@@ -91,6 +91,7 @@ class Update:
             "decision": self.decision,
             "label": self.label,
             "score": round(self.score, 6),
+            "evidence": round(self.scenes[-1].evidence, 6) if self.scenes else None,
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
             "window_label": self.window_label,
             "compute_ms": round(self.compute_ms, 3),

@@ -152,6 +152,9 @@ class Scene:
         RMS level of the newest patch's audio.
     decision : str
         ``label``, ``unknown`` or ``quiet`` (see :class:`~edge_asc.decision.OpenSetDecision`).
+    evidence : float
+        What ``label``'s threshold was compared with
+        (:meth:`~edge_asc.decision.OpenSetDecision.evidence_for`).
     events : list of EventChange
         Events that started or ended with this patch.
     """
@@ -164,6 +167,7 @@ class Scene:
     per_spectrogram: dict[str, np.ndarray] = field(repr=False)
     level_dbfs: float = -np.inf
     decision: str = ""
+    evidence: float = float("nan")
     events: list[EventChange] = field(default_factory=list)
 
 
@@ -247,6 +251,7 @@ class SceneTracker:
                 per_spectrogram=per_kind,
                 level_dbfs=patch.level_dbfs,
                 decision=decision,
+                evidence=evidence,
                 events=self.events.update(patch.end_s, decision, score),
             )
             scenes.append(self.last)

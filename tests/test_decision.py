@@ -177,6 +177,10 @@ def test_per_label_override_from_the_command_line() -> None:
     line = json.loads(strict.stdout)
     assert line["decision"] == UNKNOWN and line["label"] == "rain"
     assert set(line["scores"]) == set(load_bundle(default_model()).labels)  # scores kept
+    # What the threshold was held against is in the output too: here rain against unknown.
+    rain, background = line["scores"]["rain"], line["scores"][UNKNOWN]
+    assert line["evidence"] == pytest.approx(rain / (rain + background), abs=1e-6)
+    assert 0.98 <= line["evidence"] < 1  # the bundle's threshold passes it; 1 does not
     bad = runner.invoke(app, ["classify", str(RAIN), "--threshold", "parrot=0.3"])
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
 

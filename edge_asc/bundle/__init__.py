@@ -13,8 +13,10 @@ wrong label order still produces confident-looking labels, so the device must ne
 any of these, and a bundle may be hostile. Loading therefore checks everything (file type,
 zip integrity and sizes, member names, hashes and sizes of every model, every manifest field,
 the signature) and refuses a bad bundle with one line that names the file. Nothing here uses
-pickle, and nothing here imports TensorFlow: the loader hands back model bytes; the runtime,
-once it has opened them, calls :meth:`BundleModel.check_model_io` and :func:`verify_member`.
+pickle, and nothing here imports TensorFlow: the loader hands back verified models whose
+bytes are read (and checked again) only when they are opened, so that a process holds only the
+copy it runs; the runtime, once it has opened one, calls :meth:`BundleModel.check_model_io`
+and :func:`verify_member`.
 
 Modules: :mod:`~edge_asc.bundle.manifest` (the schema), :mod:`~edge_asc.bundle.archive`
 (the zip and its limits), :mod:`~edge_asc.bundle.signing` (keys and signatures),

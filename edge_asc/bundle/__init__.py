@@ -48,7 +48,7 @@ from edge_asc.bundle.manifest import (
     Patch,
     Spectrogram,
 )
-from edge_asc.bundle.model import Bundle, BundleModel
+from edge_asc.bundle.model import Bundle, BundleModel, StoredModel
 from edge_asc.bundle.reference import (
     AGREEMENT_TOLERANCE,
     Reference,
@@ -90,6 +90,7 @@ __all__ = [
     "Signature",
     "SigningKeyError",
     "Spectrogram",
+    "StoredModel",
     "format_info",
     "generate_key_pair",
     "load_bundle",

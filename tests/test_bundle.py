@@ -749,6 +749,9 @@ def test_loaded_models_are_read_when_opened_and_checked_again(tmp_path: Path) ->
     assert logmel.model_bytes == MEMBERS["logmel.tflite"]  # unchanged member: still fine
     with pytest.raises(BundleError, match=r"changed on disk after it was loaded.*logmel\.onnx"):
         _ = logmel.onnx_bytes
+    path.write_bytes(b"not a zip any more " * 64)
+    with pytest.raises(BundleError, match="is not a valid bundle"):
+        _ = logmel.model_bytes
     path.unlink()
     with pytest.raises(BundleError, match=r"onnx\.easc"):
         _ = logmel.model_bytes

@@ -44,7 +44,7 @@ _CENTRAL_DIRECTORY_BYTES = 1024**2
 _END_RECORD = struct.Struct("<4s4H2LH")
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _DRIVE = re.compile(r"[A-Za-z]:")
-_READ_ERRORS = (
+READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
     EOFError,
@@ -53,6 +53,8 @@ _READ_ERRORS = (
     NotImplementedError,
     RuntimeError,
 )
+"""What :mod:`zipfile` and the file system raise for a file that is not a readable archive
+(each becomes one line: :func:`unreadable`)."""
 
 
 def open_regular_file(path: Path, where: str) -> BinaryIO:
@@ -114,6 +116,9 @@ class ArchiveReader:
             _check_end_record(self._file, where)
             self._zip = zipfile.ZipFile(self._file)
             self.names = self._check_entries()
+        except READ_ERRORS as exc:
+            self._file.close()
+            raise unreadable(where, exc) from exc
         except BaseException:
             self._file.close()
             raise
@@ -224,11 +229,18 @@ class ArchiveReader:
                     yield chunk
         except BundleError:
             raise
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise BundleError(
                 f"{where} is corrupt: member {name!r} cannot be read ({type(exc).__name__}: {exc})"
             ) from exc
         self._left -= done
+
+
+def unreadable(where: str, exc: BaseException) -> BundleError:
+    """The one-line error for an archive that :mod:`zipfile` or the file system refused."""
+    if isinstance(exc, zipfile.BadZipFile):
+        return BundleError(f"{where} is not a valid bundle (not a zip file, or truncated: {exc})")
+    return BundleError(f"{where} cannot be read ({type(exc).__name__}: {exc})")
 
 
 def _check_end_record(file: BinaryIO, where: str) -> None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from edge_asc.bundle.archive import ArchiveReader, write_archive
+from edge_asc.bundle.archive import READ_ERRORS, ArchiveReader, unreadable, write_archive
 from edge_asc.bundle.common import MANIFEST_NAME, SIGNATURE_NAME, BundleError, names
 from edge_asc.bundle.manifest import Manifest, Member
 from edge_asc.bundle.model import Bundle, BundleModel, StoredModel, _select
@@ -221,12 +219,8 @@ def load_bundle(
             archive.check_members(listed, (MANIFEST_NAME, SIGNATURE_NAME))
             signature = _check_signature(archive, manifest_bytes, trusted, where)
             found = {name: archive.digest(name) for name in listed}
-    except zipfile.BadZipFile as exc:
-        raise BundleError(
-            f"{where} is not a valid bundle (not a zip file, or truncated: {exc})"
-        ) from exc
-    except (OSError, EOFError, zlib.error, ValueError, NotImplementedError, RuntimeError) as exc:
-        raise BundleError(f"{where} cannot be read ({type(exc).__name__}: {exc})") from exc
+    except READ_ERRORS as exc:
+        raise unreadable(where, exc) from exc
 
     models: dict[str, BundleModel] = {}
     for kind, entry in spec.spectrograms.items():

@@ -235,7 +235,10 @@ def cmd_table(args: argparse.Namespace) -> None:
         for f in folds:
             f.use(rule)
         for evidence in evidences:
-            held_out = np.nanmean([_held_out(f, folds, labels, evidence)[1:] for f in folds], 0)
+            fitted = [_held_out(f, folds, labels, evidence)[1] for f in folds]
+            held_out = np.nanmean(
+                [(r.in_domain_correct, r.non_target_unknown) for r in fitted], axis=0
+            )
             fit = fit_threshold(*_pooled(folds), labels, evidence)
             choice.append((float(np.mean(held_out)), rule, evidence, held_out, fit))
     print(
@@ -275,7 +278,7 @@ def cmd_table(args: argparse.Namespace) -> None:
     print("\nOpen set, threshold for fold k fitted on the other folds' held-out clips (%)")
     rows = []
     for f in folds:
-        threshold, here, amb, own = _held_out(f, folds, labels, evidence, detail=True)
+        threshold, here, amb, own = _held_out(f, folds, labels, evidence)
         rows.append(
             [
                 str(f.fold),
@@ -347,13 +350,14 @@ def cmd_table(args: argparse.Namespace) -> None:
         _write_open_set(Path(args.out), shipped, folds, rule, evidence)
 
 
-def _held_out(f: Fold, folds: list[Fold], labels: list[str], evidence: str, detail=False):
-    """Fold ``f``'s rates at the threshold fitted on the other folds' held-out clips."""
+def _held_out(
+    f: Fold, folds: list[Fold], labels: list[str], evidence: str
+) -> tuple[float, Rates, Rates, Rates]:
+    """Fold ``f``'s threshold fitted on the other folds' held-out clips, and its rates there:
+    all clips, the ambient non-target sources (with the in-domain clips), ``nontarget/``."""
     others = [g for g in folds if g is not f] or [f]  # one fold only: not held out
     fitted = fit_threshold(*_pooled(others), labels, evidence)
     here = rates(f.fused, f.truth, labels, fitted.threshold, evidence)
-    if not detail:
-        return fitted.threshold, here.in_domain_correct, here.non_target_unknown
     inside = np.array([t != UNKNOWN for t in f.truth])
     amb = rates(*f.subset(f.ambient | inside), labels, fitted.threshold, evidence)
     own = rates(*f.subset(~f.ambient), labels, fitted.threshold, evidence)

@@ -13,6 +13,12 @@ interpreter thread, in alternating rounds; the table gives the median per-patch 
 speed-up over float32. Accuracy is not measured here (random weights): see the export table
 of a trained run.
 
+``--parts`` times the joint model's parts alone instead (the CNN branch, the C-RNN's
+convolutions, the bidirectional GRU, the dense head, and the CNN's second convolution, the
+7x7 one on 32 channels, alone), in float32, dynamic range and int8, with their multiply-adds
+per millisecond: where int8 gains or loses against dynamic range, and whether it is the
+arithmetic kernels themselves (the lone convolution) or the operators around them.
+
 ``--against DIR`` converts the same models a second time with another checkout's export code
 (for instance ``git worktree add /tmp/before <commit>``), in a child process, and times both
 trees' models in the same alternating rounds: before and after a change, in one run.
@@ -95,6 +101,110 @@ def convert_all(widths: list[float], out: Path) -> None:
 
 
 MODES = ("float32", "dynamic", "int8", "int8-gru-float")
+PART_MODES = ("float32", "dynamic", "int8")
+
+
+def part_models(width: float) -> dict[str, tuple[object, tuple[int, int], int]]:
+    """The joint model's parts as models of their own: name -> (model, input shape, MACs).
+
+    Every part takes a ``(1, a, b, 1)`` input, as :func:`to_tflite` feeds it; parts that start
+    inside the network reshape it to what their first layer takes. Seeded random weights.
+    """
+    import keras
+
+    from edge_asc.export.convert import export_graph
+    from edge_asc.export.unrolled_gru import UnrolledBiGRU
+    from edge_asc.train.models import build_model, count_macs
+
+    keras.utils.set_random_seed(0)
+    trained = build_model("joint", 10, width=width, unroll=False)
+    graph = export_graph(trained)
+
+    def layer_copy(name: str):
+        old = graph.get_layer(name)
+        return old.__class__.from_config(old.get_config()), old
+
+    def tail(shape: tuple[int, ...], names: list[str]):
+        flat = (shape[0], int(np.prod(shape[1:])))
+        inp = keras.Input((*flat, 1))
+        x = keras.layers.Reshape(shape)(inp)
+        pairs = []
+        for name in names:
+            new, old = layer_copy(name)
+            x = new(x)
+            pairs.append((new, old))
+        for new, old in pairs:
+            new.set_weights(old.get_weights())
+        model = keras.Model(inp, x)
+        return model, flat, count_macs(model)
+
+    steps, features = graph.get_layer("crnn_reshape").output.shape[1:]
+    gru_in = keras.Input((steps, features, 1))
+    gru = UnrolledBiGRU(graph.get_layer("crnn_gru").units)  # seeded random weights
+    sequence = keras.layers.Reshape((steps, features))(gru_in)
+    gru_out = keras.layers.GlobalAveragePooling1D()(gru(sequence))
+    conv2_in = tuple(graph.get_layer("cnn_conv2").input.shape[1:])
+    concat = graph.get_layer("joint_concat").output.shape[-1]
+    units = graph.get_layer("crnn_gru").units
+    gru_macs = 2 * steps * 3 * (features * units + units * units)  # as count_macs costs a GRU
+
+    def head(name: str):
+        model = keras.Model(graph.input, graph.get_layer(name).output)
+        return model, (128, 128), count_macs(model)
+
+    return {
+        "CNN branch": head("cnn_drop6"),
+        "C-RNN convolutions": head("crnn_drop4"),
+        "bi-GRU": (keras.Model(gru_in, gru_out), (steps, features), gru_macs),
+        "dense head": tail((1, concat), ["dnn02_fc1", "dnn02_fc2", "dnn02_out"]),
+        "CNN conv2 alone": tail(conv2_in, ["cnn_conv2"]),
+        "whole model": (graph, (128, 128), count_macs(trained)),
+    }
+
+
+def time_parts(widths: list[float], rounds: int, runs: int) -> None:
+    """Print every part's per-patch time and multiply-add rate in each mode."""
+    blobs: dict[tuple[float, str, str], bytes] = {}
+    macs: dict[tuple[float, str], int] = {}
+    inputs: dict[tuple[float, str], np.ndarray] = {}
+    rng = np.random.default_rng(0)
+    for width in widths:
+        for name, (model, shape, part_macs) in part_models(width).items():
+            macs[width, name] = part_macs
+            representative = rng.normal(size=(20, *shape)).astype(np.float32)
+            inputs[width, name] = representative[:1]
+            for mode in PART_MODES:
+                blobs[width, name, mode] = _convert(model, mode, representative)
+    times: dict[tuple[float, str, str], list[float]] = {key: [] for key in blobs}
+    for _ in range(rounds):
+        for key, blob in blobs.items():
+            times[key].append(_time_raw(blob, runs))
+    print("width  part                mode       ms/patch  M MACs  G MAC/s  int8 vs dynamic")
+    for (width, name, mode), values in times.items():
+        median = float(np.median(values))
+        dynamic = float(np.median(times[width, name, "dynamic"]))
+        versus = f"{dynamic / median:5.2f}x" if mode == "int8" else ""
+        print(
+            f"{width:<6g} {name:<19} {mode:<9} {1000 * median:9.3f} {macs[width, name] / 1e6:7.1f} "
+            f"{macs[width, name] / median / 1e9:8.0f}  {versus}"
+        )
+
+
+def _time_raw(model_bytes: bytes, runs: int) -> float:
+    """Seconds per invocation of any single-input model on one thread (zeros in)."""
+    from edge_asc.backends.tflite import interpreter_class
+
+    interpreter = interpreter_class()[0](model_content=model_bytes, num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    start = time.perf_counter()
+    for _ in range(runs):
+        interpreter.invoke()
+    return (time.perf_counter() - start) / runs
+
+
 CHILD = r"""
 import sys
 from pathlib import Path
@@ -116,8 +226,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=10, help="patches per model per round")
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    parser.add_argument("--parts", action="store_true", help="time the model's parts alone")
     args = parser.parse_args()
     widths = [float(w) for w in args.widths.split(",")]
+    if args.parts:
+        time_parts(widths, args.rounds, args.runs)
+        return
     trees = {"this tree": REPO} | ({str(args.against): args.against} if args.against else {})
     patch = np.random.default_rng(0).normal(size=(1, 128, 128)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,6 +42,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 threadpool_limits(1, "blas")
 from edge_asc.audio import iter_audio_blocks, load_audio
+from edge_asc.blocks import reblock
 from edge_asc.bundle import load_bundle
 from edge_asc.engine import StreamingClassifier
 from edge_asc.tracker import SceneTracker
@@ -54,31 +55,30 @@ tracker = SceneTracker(bundle.labels, engine.kinds, 3.0, bundle.default_fusion)
 rate = engine.sample_rate
 
 
-def chunks():
+def blocks():
     if audio_mode == "held":  # every clip decoded up front, replayed from memory
         audio = np.concatenate([load_audio(c, rate) for c in clips])
         while True:
-            yield audio
-    for clip in itertools.cycle(clips):  # read as a replayed file is: a block at a time
-        yield from iter_audio_blocks(clip, rate)
+            for start in range(0, audio.size, 1024):
+                yield audio[start : start + 1024]
+    # read as a replayed file is: a chunk at a time, cut into the source's blocks
+    chunks = (chunk for clip in itertools.cycle(clips) for chunk in iter_audio_blocks(clip, rate))
+    yield from reblock(chunks, 1024)
 
 
 total = int(seconds * rate)
 first_label = None
 busy = cpu = 0.0
 sent = 0
-for chunk in chunks():
-    for start in range(0, chunk.size, 1024):
-        block = chunk[start : start + min(1024, total - sent)]
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        scenes = tracker.add(engine.push(block))
-        busy += time.perf_counter() - wall0
-        cpu += time.process_time() - cpu0
-        if scenes and first_label is None:
-            first_label = time.perf_counter() - started
-        sent += block.size
-        if sent >= total:
-            break
+for block in blocks():
+    block = block[: total - sent]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    scenes = tracker.add(engine.push(block))
+    busy += time.perf_counter() - wall0
+    cpu += time.process_time() - cpu0
+    if scenes and first_label is None:
+        first_label = time.perf_counter() - started
+    sent += block.size
     if sent >= total:
         break
 audio_s = sent / rate

@@ -74,15 +74,17 @@ def cmd_manifest(args: argparse.Namespace) -> None:
 
     with open(ambient, newline="", encoding="utf-8") as f:
         sources = {row["label"] for row in csv.DictReader(f)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no runs/ yet
     counts = write_manifest(
         data / "esc10" / "manifest.csv",
         [
             NonTarget(data / "nontarget" / "manifest.csv"),
             NonTarget(ambient, group_by="label", keep=frozenset(sources - set(AMBIENT_TARGETS))),
         ],
-        Path(args.out),
+        out,
     )
-    print(f"wrote {args.out}: non-target clips per fold {counts}")
+    print(f"wrote {out}: non-target clips per fold {counts}")
 
 
 class Fold:

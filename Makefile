@@ -12,7 +12,7 @@ CACHE    ?= $(RUNS)/cache
 # the non-target sources of blanket_ambient/), its leave-one-fold-out benchmark and the
 # thresholds fitted on it ------------------------------------------------------------------
 OPEN_SET  = $(RUNS)/open-set
-OPEN_EPOCHS ?= 12
+OPEN_EPOCHS ?= 24
 MANIFEST  = $(OPEN_SET)/manifest.csv
 OPEN_TRAIN = edge-asc train --dataset csv --root $(MANIFEST) --features logmel,cqt \
             --model cdnn --width 0.25 --epochs $(OPEN_EPOCHS) --patch-hop 64 --augment \

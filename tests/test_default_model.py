@@ -32,7 +32,7 @@ def test_shipped_bundle_stores_its_fitted_open_set_threshold() -> None:
     """The threshold the model card reports, fitted for the fusion rule the bundle uses."""
     bundle = load_bundle(default_model())
     fitted = bundle.spec.open_set if bundle.spec is not None else None
-    assert fitted is not None and fitted.threshold == 0.98
+    assert fitted is not None and fitted.threshold == 0.992
     assert fitted.evidence == "vs_unknown"  # the best class against the background class
     assert fitted.fitted["fusion"] == bundle.default_fusion
 

@@ -191,7 +191,7 @@ def main() -> None:
         print(
             f"| {name} | {rows[0]['backend']} | {tree_name} | {mode} | {med['rtf']:.4f} | "
             f"{med['features']:.4f} | {med['models']:.4f} | {med['cpu']:.4f} | "
-            f"{med['rss_mb']:.0f} | {med['first_label_s']:.2f} | "
+            f"{med['rss_mb']:.1f} | {med['first_label_s']:.2f} | "
             f"{med['model_macs_per_s'] / rate:.4f} |"
         )
 

@@ -78,6 +78,9 @@ TABLE: list[tuple[str, str, int, float, float]] = []
 def _limit_memory() -> None:  # runs in the child, before exec
     limit = ADDRESS_SPACE_MB << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # A shell's background job (``pytest &``, a CI runner's) ignores SIGINT, and the child
+    # would inherit that: give it Ctrl-C as a terminal gives it, so the SIGINT test holds.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ``python -m edge_asc`` with one addition: at exit, the process's own peak resident size

@@ -380,4 +380,8 @@ def test_the_default_model_hears_what_classify_reads(pulse_sink: str) -> None:
     expected = classify_file(clip, load_bundle(default_model()))
     code, lines, stderr = _record_through_pulse(pulse_sink, clip)
     assert code == 0 and lines, stderr
-    assert lines[-1]["window_label"] == expected.label, (lines[-1], expected.scores)
+    # The last update that heard the clip; under a loaded CPU the recording's tail can be
+    # the sink's silence after it (quiet, which ends the window), so not always the last line.
+    heard = [line for line in lines if line["decision"] != "quiet"]
+    assert heard, lines
+    assert heard[-1]["window_label"] == expected.label, (heard[-1], expected.scores)

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_asc.decision import EVIDENCE, UNKNOWN
+from edge_asc.errors import EdgeAscError
 from edge_asc.fusion import fuse
 from edge_asc.text import text_table
 from edge_asc.train.open_set import NonTarget, Rates, fit_threshold, rates, write_manifest
@@ -206,15 +207,12 @@ def _quiet_check(bundle_path: Path | None) -> list[list[str]]:
 
 def cmd_runtime(args: argparse.Namespace) -> None:
     """The checks through the runtime, on a bundle alone (no fold runs needed)."""
+    quiet = _quiet_check(args.bundle)  # loads the bundle first: a bad one prints nothing
     print("\nQuiet gate through the runtime (default -50 dBFS), 10 s each")
-    print(_table(["input", "updates", "quiet %"], _quiet_check(args.bundle)))
+    print(_table(["input", "updates", "quiet %"], quiet))
+    ambient = _ambient_check(args.bundle, Path(args.data))
     print("\nThe shipped classes' own sounds in the ambient recordings (never trained on)")
-    print(
-        _table(
-            ["source (class)", "clips", "correct %", "unknown %"],
-            _ambient_check(args.bundle, Path(args.data)),
-        )
-    )
+    print(_table(["source (class)", "clips", "correct %", "unknown %"], ambient))
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -414,7 +412,10 @@ def main() -> None:
     r.add_argument("--data", default="../shared/data")
     args = parser.parse_args()
     commands = {"manifest": cmd_manifest, "table": cmd_table, "runtime": cmd_runtime}
-    commands[args.command](args)
+    try:
+        commands[args.command](args)
+    except EdgeAscError as exc:  # a missing bundle or data folder: one line, as the CLI says it
+        sys.exit(f"bench_open_set: {exc}")
 
 
 if __name__ == "__main__":

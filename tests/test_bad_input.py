@@ -75,7 +75,7 @@ class Run:
 TABLE: list[tuple[str, str, int, float, float]] = []
 
 
-def _limit_memory() -> None:  # runs in the child, before exec
+def _prepare_child() -> None:  # runs in the child, before exec: memory ceiling, Ctrl-C
     limit = ADDRESS_SPACE_MB << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # A shell's background job (``pytest &``, a CI runner's) ignores SIGINT, and the child
@@ -127,7 +127,7 @@ def run_cli(
             stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT,
             env=env,
-            preexec_fn=_limit_memory,
+            preexec_fn=_prepare_child,
         )
     killed = threading.Event()
 
